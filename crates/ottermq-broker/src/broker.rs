@@ -1,0 +1,119 @@
+//! The broker: vhosts, users and the registry of live connections.
+
+use crate::config::{BrokerConfig, UserConfig};
+use crate::connection::ConnectionHandle;
+use crate::vhost::VHost;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    users: RwLock<HashMap<String, UserConfig>>,
+    connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
+    next_connection_id: AtomicU64,
+    shutting_down: AtomicBool,
+    pub started_at: Instant,
+}
+
+/// Why a login was refused; the client only ever sees ACCESS_REFUSED.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginError {
+    UnknownUser,
+    BadPassword,
+    LoopbackOnly,
+}
+
+impl Broker {
+    pub fn new(config: BrokerConfig) -> Arc<Self> {
+        let vhosts = config
+            .vhosts
+            .iter()
+            .map(|v| (v.clone(), Arc::new(VHost::new(v))))
+            .collect();
+        let users = config.users.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        Arc::new(Broker {
+            config,
+            vhosts: RwLock::new(vhosts),
+            users: RwLock::new(users),
+            connections: Mutex::new(HashMap::new()),
+            next_connection_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+            started_at: Instant::now(),
+        })
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.read().values().cloned().collect()
+    }
+
+    pub fn add_vhost(&self, name: &str) -> Arc<VHost> {
+        self.vhosts
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(VHost::new(name)))
+            .clone()
+    }
+
+    /// Checks a user's password and where it may connect from.
+    pub fn login(&self, username: &str, password: &str, peer: IpAddr) -> Result<UserConfig, LoginError> {
+        let users = self.users.read();
+        let user = users.get(username).ok_or(LoginError::UnknownUser)?;
+        if !constant_time_eq(user.password.as_bytes(), password.as_bytes()) {
+            return Err(LoginError::BadPassword);
+        }
+        if self.config.loopback_users.iter().any(|u| u == username) && !peer.is_loopback() {
+            return Err(LoginError::LoopbackOnly);
+        }
+        Ok(user.clone())
+    }
+
+    pub(crate) fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn register(&self, c: Arc<ConnectionHandle>) {
+        self.connections.lock().insert(c.id, c);
+    }
+
+    pub(crate) fn deregister(&self, id: u64) {
+        self.connections.lock().remove(&id);
+    }
+
+    pub fn connections(&self) -> Vec<Arc<ConnectionHandle>> {
+        self.connections.lock().values().cloned().collect()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Closes every connection with CONNECTION_FORCED (as RabbitMQ does on shutdown) and waits
+    /// up to `grace` for them to go.
+    pub async fn shutdown(&self, grace: std::time::Duration) {
+        self.shutting_down.store(true, Ordering::Release);
+        for c in self.connections() {
+            c.force_close("broker shutdown");
+        }
+        let deadline = Instant::now() + grace;
+        while !self.connections.lock().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

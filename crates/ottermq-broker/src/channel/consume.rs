@@ -1,0 +1,193 @@
+//! basic.qos, consume, cancel, get, ack, nack, reject and recover.
+
+use super::declare::generated_name;
+use super::shared::Unacked;
+use super::{Channel, ConnCtx};
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::consumer::Consumer;
+use crate::queue::{CancelOutcome, Queue};
+use ottermq_protocol::{
+    BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicGet, BasicQos, Method,
+};
+use smallvec::SmallVec;
+use std::sync::Arc;
+
+/// What an ack-like method does with the messages it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// nack / reject: back to the queue, or dropped.
+    Drop { requeue: bool },
+}
+
+/// A settlement deferred by a transaction until tx.commit.
+pub(super) struct DeferredSettle {
+    pub entries: Vec<Unacked>,
+    pub how: Settle,
+}
+
+impl Channel {
+    pub(super) fn basic_qos(&mut self, m: BasicQos) -> AmqpResult<()> {
+        if m.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+        }
+        if m.global {
+            self.shared.set_global_prefetch(m.prefetch_count as u32);
+        } else {
+            self.prefetch_count = m.prefetch_count as u32;
+        }
+        self.send(&Method::BasicQosOk);
+        // A larger limit may free credit right away.
+        self.shared.resume();
+        Ok(())
+    }
+
+    pub(super) fn basic_consume(&mut self, ctx: &mut ConnCtx, m: BasicConsume) -> AmqpResult<()> {
+        let q = self.lookup_queue(ctx, m.queue)?;
+        let tag = if m.consumer_tag.is_empty() {
+            generated_name("amq.ctag-")
+        } else {
+            m.consumer_tag
+        };
+        if self.shared.consumers.lock().iter().any(|(_, c)| c.tag == tag) {
+            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        let priority = m
+            .arguments
+            .get("x-priority")
+            .map(|v| {
+                v.as_i64()
+                    .ok_or_else(|| AmqpError::precondition_failed("invalid arg 'x-priority': not an integer"))
+            })
+            .transpose()?
+            .unwrap_or(0)
+            .clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+        let consumer = Arc::new(Consumer::new(
+            tag.clone(),
+            self.shared.clone(),
+            m.no_ack,
+            m.exclusive,
+            self.prefetch_count,
+            priority,
+        ));
+        // Registered without delivering, so consume-ok reaches the client before any delivery.
+        q.add_consumer(consumer.clone())?;
+        self.shared.consumers.lock().push((q.clone(), consumer));
+        if !m.nowait {
+            self.send(&Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }));
+        }
+        q.drive();
+        Ok(())
+    }
+
+    pub(super) fn basic_cancel(&mut self, ctx: &mut ConnCtx, m: BasicCancel) -> AmqpResult<()> {
+        let found = {
+            let mut list = self.shared.consumers.lock();
+            list.iter()
+                .position(|(_, c)| c.tag == m.consumer_tag)
+                .map(|pos| list.remove(pos))
+        };
+        if let Some((q, c)) = found {
+            self.consumer_removed(ctx, &q, &c);
+        }
+        if !m.nowait {
+            self.send(&Method::BasicCancelOk(BasicCancelOk {
+                consumer_tag: m.consumer_tag,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Takes a consumer off its queue; an auto-delete queue left without consumers goes.
+    pub(super) fn consumer_removed(&mut self, ctx: &mut ConnCtx, q: &Arc<Queue>, c: &Arc<Consumer>) {
+        if let CancelOutcome::Removed {
+            now_unused_auto_delete: true,
+        } = q.remove_consumer(c)
+        {
+            super::declare::delete_queue(ctx, q);
+        }
+    }
+
+    pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
+        let q = self.lookup_queue(ctx, m.queue)?;
+        match q.get(m.no_ack) {
+            Some((qm, remaining)) => self.shared.deliver_get(&q, qm, remaining, m.no_ack),
+            None => self.send(&Method::BasicGetEmpty),
+        }
+        Ok(())
+    }
+
+    pub(super) fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
+        let entries = self.shared.take_settled(tag, multiple)?;
+        if let Some(tx) = &mut self.tx {
+            tx.settles.push(DeferredSettle { entries, how });
+            return Ok(());
+        }
+        apply_settle(entries, how);
+        if self.shared.has_global_prefetch() {
+            // Credit shared by the whole channel: every consumer on it may take more now.
+            self.shared.resume();
+        }
+        Ok(())
+    }
+
+    pub(super) fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        requeue_all(self.shared.take_all(false));
+        Ok(())
+    }
+}
+
+/// Applies an ack / nack / reject to the queues the messages came from, then lets those queues
+/// deliver again (credit was freed).
+pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
+    match how {
+        Settle::Ack | Settle::Drop { requeue: false } => {
+            let mut touched: SmallVec<[Arc<Queue>; 4]> = SmallVec::new();
+            let mut run: Option<(Arc<Queue>, u64)> = None;
+            for u in entries {
+                match &mut run {
+                    Some((q, n)) if Arc::ptr_eq(q, &u.queue) => *n += 1,
+                    _ => {
+                        if let Some((q, n)) = run.take() {
+                            q.settle(n);
+                            remember(&mut touched, q);
+                        }
+                        run = Some((u.queue, 1));
+                    }
+                }
+            }
+            if let Some((q, n)) = run {
+                q.settle(n);
+                remember(&mut touched, q);
+            }
+            for q in touched {
+                q.drive();
+            }
+        }
+        Settle::Drop { requeue: true } => requeue_all(entries),
+    }
+}
+
+fn remember(touched: &mut SmallVec<[Arc<Queue>; 4]>, q: Arc<Queue>) {
+    if !touched.iter().any(|x| Arc::ptr_eq(x, &q)) {
+        touched.push(q);
+    }
+}
+
+/// Returns unacked deliveries to their queues (each queue gets its messages in one go, and
+/// puts them back at their original positions).
+pub(crate) fn requeue_all(entries: Vec<Unacked>) {
+    let mut groups: SmallVec<[(Arc<Queue>, Vec<crate::message::QueuedMessage>); 4]> = SmallVec::new();
+    for u in entries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(u.message),
+            None => groups.push((u.queue, vec![u.message])),
+        }
+    }
+    for (q, msgs) in groups {
+        q.requeue(msgs);
+    }
+}

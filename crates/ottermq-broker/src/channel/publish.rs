@@ -1,0 +1,313 @@
+//! basic.publish: assembling the method, content header and body frames into a `Message`,
+//! routing it, returning it when mandatory and unroutable, and confirming it; plus
+//! transactions, which hold publishes and settlements back until tx.commit.
+
+use super::consume::{apply_settle, DeferredSettle};
+use super::{Channel, ConnCtx};
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::Exchange;
+use crate::message::Message;
+use bytes::{Bytes, BytesMut};
+use ottermq_protocol::{
+    encode_basic_return, encode_content, reply_code, BasicAck, BasicPublish, Method, RawProperties,
+    ShortStr,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A publish whose content has not fully arrived yet.
+pub(super) struct PendingPublish {
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    mandatory: bool,
+    header: Option<(u64, RawProperties)>,
+    body: Body,
+}
+
+enum Body {
+    Empty,
+    /// The common case: the whole body in one frame, kept as a slice of the read buffer.
+    One(Bytes),
+    /// A body spread over several frames, copied together once.
+    Many(BytesMut),
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        match self {
+            Body::Empty => 0,
+            Body::One(b) => b.len(),
+            Body::Many(b) => b.len(),
+        }
+    }
+}
+
+/// Publisher-confirm bookkeeping: sequence numbers and how far acks have been sent.
+#[derive(Debug, Default)]
+pub(super) struct Confirms {
+    next_seq: u64,
+    ready_upto: u64,
+    sent_upto: u64,
+}
+
+/// A transaction in progress: publishes and settlements held until commit.
+#[derive(Default)]
+pub(super) struct Tx {
+    publishes: Vec<(Arc<Exchange>, Message, bool)>,
+    pub settles: Vec<DeferredSettle>,
+}
+
+impl Channel {
+    pub(super) fn basic_publish(&mut self, _ctx: &mut ConnCtx, m: BasicPublish) -> AmqpResult<()> {
+        if m.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        self.pending = Some(PendingPublish {
+            exchange: m.exchange,
+            routing_key: m.routing_key,
+            mandatory: m.mandatory,
+            header: None,
+            body: Body::Empty,
+        });
+        Ok(())
+    }
+
+    /// A content header frame for this channel.
+    pub fn handle_header(
+        &mut self,
+        ctx: &mut ConnCtx,
+        class_id: u16,
+        body_size: u64,
+        properties: RawProperties,
+    ) -> AmqpResult<()> {
+        let max = ctx.broker.config.max_message_size;
+        let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        if class_id != ottermq_protocol::CLASS_BASIC {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got one for class {class_id} instead"
+            )));
+        }
+        if body_size > max {
+            self.pending = None;
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {body_size} is larger than configured max size {max}"
+            )));
+        }
+        p.header = Some((body_size, properties));
+        if body_size == 0 {
+            return self.complete_publish(ctx);
+        }
+        Ok(())
+    }
+
+    /// A content body frame for this channel.
+    pub fn handle_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> AmqpResult<()> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            ));
+        };
+        let Some((size, _)) = p.header else {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        };
+        let have = p.body.len() as u64 + payload.len() as u64;
+        if have > size {
+            return Err(AmqpError::frame_error(format!(
+                "content body exceeds the declared size {size}"
+            )));
+        }
+        p.body = match std::mem::replace(&mut p.body, Body::Empty) {
+            Body::Empty if have == size => Body::One(payload),
+            Body::Empty => {
+                let mut b = BytesMut::with_capacity(size as usize);
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+            Body::Many(mut b) => {
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+            Body::One(first) => {
+                let mut b = BytesMut::with_capacity(size as usize);
+                b.extend_from_slice(&first);
+                b.extend_from_slice(&payload);
+                Body::Many(b)
+            }
+        };
+        if have == size {
+            return self.complete_publish(ctx);
+        }
+        Ok(())
+    }
+
+    fn resolve_exchange(&mut self, ctx: &ConnCtx, name: &ShortStr) -> AmqpResult<Arc<Exchange>> {
+        if let Some(e) = &self.exchange_cache {
+            if e.name == *name && !e.is_deleted() {
+                return Ok(e.clone());
+            }
+        }
+        let e = ctx.vhost.get_exchange(name)?;
+        self.exchange_cache = Some(e.clone());
+        Ok(e)
+    }
+
+    fn complete_publish(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let (_, properties) = p.header.unwrap_or_else(|| (0, RawProperties::empty()));
+        let body = match p.body {
+            Body::Empty => Bytes::new(),
+            Body::One(b) => b,
+            Body::Many(b) => b.freeze(),
+        };
+        let exchange = self.resolve_exchange(ctx, &p.exchange)?;
+        if exchange.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{}' in vhost '{}'",
+                exchange.name, ctx.vhost.name
+            )));
+        }
+        let msg = Message {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties,
+            body,
+            received_at: Instant::now(),
+        };
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push((exchange, msg, p.mandatory));
+            return Ok(());
+        }
+        self.route_message(ctx, &exchange, msg, p.mandatory);
+        if let Some(c) = &mut self.confirms {
+            c.next_seq += 1;
+            c.ready_upto = c.next_seq;
+        }
+        Ok(())
+    }
+
+    /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
+    fn route_message(&mut self, ctx: &mut ConnCtx, exchange: &Arc<Exchange>, msg: Message, mandatory: bool) {
+        if exchange.name.is_empty() {
+            // Default exchange: the routing key names the queue. Cached, so a steady publisher
+            // does not take the vhost's queue-map lock per message.
+            let cached = self
+                .queue_cache
+                .as_ref()
+                .filter(|q| q.name == msg.routing_key && !q.is_deleted())
+                .cloned();
+            let q = cached.or_else(|| {
+                let q = ctx.vhost.queue(msg.routing_key.as_bytes());
+                self.queue_cache = q.clone();
+                q
+            });
+            match q {
+                Some(q) => q.publish(msg),
+                None if mandatory => self.send_return(&msg),
+                None => {}
+            }
+            return;
+        }
+        let mut targets = std::mem::take(&mut ctx.route);
+        ctx.vhost.route(exchange, &msg, &mut targets);
+        if targets.is_empty() {
+            if mandatory {
+                self.send_return(&msg);
+            }
+        } else {
+            let n = targets.len();
+            for (i, q) in targets.drain().enumerate() {
+                if i + 1 == n {
+                    q.publish(msg);
+                    break;
+                }
+                q.publish(msg.clone());
+            }
+        }
+        ctx.route = targets;
+    }
+
+    fn send_return(&self, msg: &Message) {
+        let id = self.id();
+        self.shared.out.write(|b, frame_max| {
+            encode_basic_return(
+                b,
+                id,
+                reply_code::NO_ROUTE,
+                b"NO_ROUTE",
+                msg.exchange.as_bytes(),
+                msg.routing_key.as_bytes(),
+            );
+            encode_content(b, id, &msg.properties, &msg.body, frame_max);
+        });
+    }
+
+    /// Sends one basic.ack covering every publish confirmed since the last flush. Called once
+    /// per batch of frames read, so a pipelining publisher gets `multiple` acks.
+    pub fn flush_confirms(&mut self) {
+        let Some(c) = &mut self.confirms else { return };
+        if c.ready_upto > c.sent_upto {
+            let multiple = c.ready_upto - c.sent_upto > 1;
+            let tag = c.ready_upto;
+            c.sent_upto = tag;
+            self.send(&Method::BasicAck(BasicAck {
+                delivery_tag: tag,
+                multiple,
+            }));
+        }
+    }
+
+    pub(super) fn confirm_select(&mut self, nowait: bool) -> AmqpResult<()> {
+        if self.tx.is_some() {
+            return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+        }
+        self.confirms.get_or_insert_with(Confirms::default);
+        if !nowait {
+            self.send(&Method::ConfirmSelectOk);
+        }
+        Ok(())
+    }
+
+    pub(super) fn tx_select(&mut self) -> AmqpResult<()> {
+        if self.confirms.is_some() {
+            return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+        }
+        self.tx.get_or_insert_with(Tx::default);
+        self.send(&Method::TxSelectOk);
+        Ok(())
+    }
+
+    pub(super) fn tx_commit(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed("channel is not transactional"));
+        };
+        let publishes = std::mem::take(&mut tx.publishes);
+        let settles = std::mem::take(&mut tx.settles);
+        for (exchange, msg, mandatory) in publishes {
+            self.route_message(ctx, &exchange, msg, mandatory);
+        }
+        for s in settles {
+            apply_settle(s.entries, s.how);
+        }
+        self.send(&Method::TxCommitOk);
+        Ok(())
+    }
+
+    pub(super) fn tx_rollback(&mut self) -> AmqpResult<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(AmqpError::precondition_failed("channel is not transactional"));
+        };
+        tx.publishes.clear();
+        // Settlements are undone: the messages are unacknowledged again, as in RabbitMQ.
+        for s in std::mem::take(&mut tx.settles) {
+            self.shared.restore(s.entries);
+        }
+        self.send(&Method::TxRollbackOk);
+        Ok(())
+    }
+}

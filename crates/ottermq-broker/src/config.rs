@@ -1,0 +1,52 @@
+//! Broker settings, with RabbitMQ's defaults where RabbitMQ has one.
+
+use std::time::Duration;
+
+/// A user allowed to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+    /// Management tags (administrator, monitoring ...), as RabbitMQ has them.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub users: Vec<UserConfig>,
+    pub vhosts: Vec<String>,
+    /// Users that may only connect from a loopback address (RabbitMQ: `loopback_users`).
+    pub loopback_users: Vec<String>,
+    /// Largest frame the broker accepts and offers in connection.tune (RabbitMQ: 131072).
+    pub frame_max: u32,
+    /// Most channels per connection offered in connection.tune (RabbitMQ: 2047).
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, seconds (RabbitMQ: 60).
+    pub heartbeat: u16,
+    /// Largest message body accepted (RabbitMQ 3.10: 128 MiB).
+    pub max_message_size: u64,
+    /// A client that has not finished the handshake by then is dropped.
+    pub handshake_timeout: Duration,
+    /// Bytes buffered for one connection's socket above which its deliveries pause.
+    pub outbound_high_water: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password: "guest".into(),
+                tags: vec!["administrator".into()],
+            }],
+            vhosts: vec!["/".into()],
+            loopback_users: vec!["guest".into()],
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
+        }
+    }
+}

@@ -1,0 +1,42 @@
+//! A published message as the broker holds it.
+//!
+//! Every part is a `Bytes` slice of what the client sent, so putting one message in ten queues
+//! clones ten sets of reference counts, never the body. Properties stay in their wire form and
+//! are written back verbatim on delivery; only the few fields routing needs are read from them.
+
+use bytes::Bytes;
+use ottermq_protocol::{RawProperties, ShortStr};
+use std::time::Instant;
+
+/// One message: what basic.publish and its content frames carried.
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    pub properties: RawProperties,
+    pub body: Bytes,
+    /// When the broker finished receiving it; time in queue and publish-to-route are measured from here.
+    pub received_at: Instant,
+}
+
+impl Message {
+    /// delivery-mode 2 asks for the message to be written to disk on a durable queue.
+    pub fn is_persistent(&self) -> bool {
+        self.properties.delivery_mode() == Some(2)
+    }
+
+    pub fn body_size(&self) -> usize {
+        self.body.len()
+    }
+}
+
+/// A message sitting in a queue, with the queue's bookkeeping.
+#[derive(Clone, Debug)]
+pub struct QueuedMessage {
+    /// Position in the queue's publish order; requeued messages go back to where this says.
+    pub seq: u64,
+    pub message: Message,
+    /// Set once the message has been delivered and came back (nack, reject, recover, channel close).
+    pub redelivered: bool,
+    pub enqueued_at: Instant,
+}

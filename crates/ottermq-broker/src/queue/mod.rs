@@ -1,0 +1,290 @@
+//! Queues: the ready list, consumers and their credit, and delivery.
+//!
+//! A queue's state sits behind its own short-held mutex; publishers push into it from their own
+//! connection task and hand the message straight to a consumer with credit when the ready list
+//! is empty, so there is no per-queue task and no channel hop on the hot path. Lock order:
+//! queue state, then the consumer channel's delivery state, then that connection's outbound
+//! buffer. Nothing is awaited while a lock is held.
+
+pub mod consumer;
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::message::{Message, QueuedMessage};
+use consumer::Consumer;
+use ottermq_protocol::{FieldTable, ShortStr};
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Declared properties of a queue; fixed at declaration.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug)]
+pub struct Queue {
+    pub name: ShortStr,
+    pub vhost: Arc<str>,
+    pub options: QueueOptions,
+    /// Connection id that declared an exclusive queue.
+    pub owner: Option<u64>,
+    state: Mutex<QueueState>,
+    deleted: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    ready: VecDeque<QueuedMessage>,
+    ready_bytes: u64,
+    next_seq: u64,
+    unacked: u64,
+    consumers: Vec<Arc<Consumer>>,
+    /// Round-robin cursor into `consumers`.
+    cursor: usize,
+    /// An auto-delete queue goes when its last consumer goes, but only once it had one.
+    had_consumer: bool,
+}
+
+/// Counts reported by queue.declare-ok and the management API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u32,
+    pub ready_bytes: u64,
+}
+
+/// What happened to a consumer's removal; the caller deletes an auto-delete queue when told.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    NotFound,
+    Removed { now_unused_auto_delete: bool },
+}
+
+impl Queue {
+    pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
+        Queue {
+            name,
+            vhost,
+            options,
+            owner,
+            state: Mutex::new(QueueState::default()),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn counts(&self) -> QueueCounts {
+        let st = self.state.lock();
+        QueueCounts {
+            ready: st.ready.len() as u64,
+            unacked: st.unacked,
+            consumers: st.consumers.len() as u32,
+            ready_bytes: st.ready_bytes,
+        }
+    }
+
+    /// Whether `conn` may use this queue (exclusive queues belong to one connection).
+    pub fn check_access(&self, conn: u64) -> AmqpResult<()> {
+        match self.owner {
+            Some(owner) if owner != conn => Err(AmqpError::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be \
+                 originally declared on another connection or the exclusive property value does \
+                 not match that of the original declaration.",
+                self.name, self.vhost
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends a published message and delivers what can be delivered.
+    pub fn publish(self: &Arc<Self>, message: Message) {
+        let mut st = self.state.lock();
+        if self.is_deleted() {
+            return;
+        }
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let qm = QueuedMessage {
+            seq,
+            message,
+            redelivered: false,
+            enqueued_at: Instant::now(),
+        };
+        if st.ready.is_empty() {
+            if let Err(qm) = st.deliver_one(self, qm) {
+                st.push_ready(qm);
+            }
+        } else {
+            st.push_ready(qm);
+            st.drain(self);
+        }
+    }
+
+    /// Delivers ready messages while some consumer has credit (after an ack, a new consumer,
+    /// a qos change, or an outbound buffer that drained).
+    pub fn drive(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.drain(self);
+    }
+
+    /// Puts delivered messages back at their original positions, marked redelivered.
+    pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let mut st = self.state.lock();
+        for mut qm in messages {
+            st.unacked = st.unacked.saturating_sub(1);
+            if self.is_deleted() {
+                continue;
+            }
+            qm.redelivered = true;
+            let pos = st.ready.partition_point(|m| m.seq < qm.seq);
+            st.ready_bytes += qm.message.body.len() as u64;
+            st.ready.insert(pos, qm);
+        }
+        st.drain(self);
+    }
+
+    /// Forgets `n` delivered messages that were acknowledged or dropped by their consumer.
+    pub fn settle(&self, n: u64) {
+        let mut st = self.state.lock();
+        st.unacked = st.unacked.saturating_sub(n);
+    }
+
+    /// basic.get: takes the head message. Returns it with the count left behind.
+    pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        let mut st = self.state.lock();
+        let qm = st.pop_ready()?;
+        if !no_ack {
+            st.unacked += 1;
+        }
+        Some((qm, st.ready.len() as u32))
+    }
+
+    /// Adds a consumer without delivering to it yet (the caller sends consume-ok first, then
+    /// calls `drive`). Refuses when an exclusive consumer holds the queue or when an exclusive
+    /// one is asked for while others exist.
+    pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
+        let mut st = self.state.lock();
+        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
+            return Err(AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.name, self.vhost
+            )));
+        }
+        // Higher priority first; equal priorities keep arrival order for round-robin.
+        let pos = st.consumers.partition_point(|c| c.priority >= consumer.priority);
+        st.consumers.insert(pos, consumer);
+        st.had_consumer = true;
+        Ok(())
+    }
+
+    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> CancelOutcome {
+        let mut st = self.state.lock();
+        let Some(pos) = st.consumers.iter().position(|c| Arc::ptr_eq(c, consumer)) else {
+            return CancelOutcome::NotFound;
+        };
+        consumer.cancel();
+        st.consumers.remove(pos);
+        if st.cursor > pos {
+            st.cursor -= 1;
+        }
+        CancelOutcome::Removed {
+            now_unused_auto_delete: self.options.auto_delete && st.had_consumer && st.consumers.is_empty(),
+        }
+    }
+
+    /// Removes every ready message (not the unacknowledged ones); returns how many went.
+    pub fn purge(&self) -> u32 {
+        let mut st = self.state.lock();
+        let n = st.ready.len() as u32;
+        st.ready.clear();
+        st.ready_bytes = 0;
+        n
+    }
+
+    /// Marks the queue deleted and returns its consumers (to be told with basic.cancel) and
+    /// the number of ready messages dropped.
+    pub(crate) fn mark_deleted(&self) -> (Vec<Arc<Consumer>>, u32) {
+        let mut st = self.state.lock();
+        self.deleted.store(true, Ordering::Release);
+        let n = st.ready.len() as u32;
+        st.ready.clear();
+        st.ready_bytes = 0;
+        let consumers = std::mem::take(&mut st.consumers);
+        for c in &consumers {
+            c.cancel();
+        }
+        (consumers, n)
+    }
+
+    /// Age of the head message: how long the oldest ready message has waited.
+    pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
+        let st = self.state.lock();
+        st.ready.front().map(|m| m.enqueued_at.elapsed())
+    }
+}
+
+impl QueueState {
+    fn push_ready(&mut self, qm: QueuedMessage) {
+        self.ready_bytes += qm.message.body.len() as u64;
+        self.ready.push_back(qm);
+    }
+
+    fn pop_ready(&mut self) -> Option<QueuedMessage> {
+        let qm = self.ready.pop_front()?;
+        self.ready_bytes -= qm.message.body.len() as u64;
+        Some(qm)
+    }
+
+    fn drain(&mut self, queue: &Arc<Queue>) {
+        while let Some(qm) = self.pop_ready() {
+            if let Err(qm) = self.deliver_one(queue, qm) {
+                self.ready_bytes += qm.message.body.len() as u64;
+                self.ready.push_front(qm);
+                break;
+            }
+        }
+    }
+
+    /// Hands one message to the next consumer with credit among the highest-priority ones.
+    fn deliver_one(&mut self, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
+        let n = self.consumers.len();
+        if n == 0 {
+            return Err(qm);
+        }
+        let mut best: Option<usize> = None;
+        for i in 0..n {
+            let idx = (self.cursor + i) % n;
+            let c = &self.consumers[idx];
+            if let Some(b) = best {
+                if self.consumers[b].priority >= c.priority {
+                    continue;
+                }
+            }
+            if c.has_credit() {
+                best = Some(idx);
+                if c.priority == self.consumers[0].priority {
+                    break; // nobody outranks the top priority
+                }
+            }
+        }
+        let Some(idx) = best else { return Err(qm) };
+        let consumer = &self.consumers[idx];
+        // Fails only when the channel closed since `has_credit`; its close removes the consumer.
+        consumer.channel.deliver(consumer, queue, qm)?;
+        if !consumer.no_ack {
+            self.unacked += 1;
+        }
+        self.cursor = (idx + 1) % n;
+        Ok(())
+    }
+}

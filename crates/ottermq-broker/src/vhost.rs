@@ -1,0 +1,298 @@
+//! A virtual host: its exchanges, queues and the bindings between them.
+//!
+//! The two name maps are only locked to declare, delete or look a name up; publishers cache
+//! the exchange or queue they last used (see `channel::publish`), so steady publishing does not
+//! touch these locks.
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, LazyHeaders};
+use crate::message::Message;
+use crate::queue::{Queue, QueueOptions};
+use crate::RouteTargets;
+use ottermq_protocol::{FieldTable, ShortStr};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct VHost {
+    pub name: Arc<str>,
+    exchanges: RwLock<HashMap<ShortStr, Arc<Exchange>>>,
+    queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
+}
+
+/// What an exchange.declare asks for.
+#[derive(Debug, Clone)]
+pub struct ExchangeSpec {
+    pub name: ShortStr,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+impl VHost {
+    /// A vhost with the default exchange and the `amq.*` exchanges every RabbitMQ vhost has.
+    pub fn new(name: &str) -> Self {
+        let v = VHost {
+            name: Arc::from(name),
+            exchanges: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
+        };
+        for (n, kind) in [
+            ("", ExchangeKind::Direct),
+            ("amq.direct", ExchangeKind::Direct),
+            ("amq.fanout", ExchangeKind::Fanout),
+            ("amq.topic", ExchangeKind::Topic),
+            ("amq.headers", ExchangeKind::Headers),
+            ("amq.match", ExchangeKind::Headers),
+        ] {
+            let name = ShortStr::from(n);
+            let e = Exchange::new(name.clone(), kind, true, false, false, FieldTable::new());
+            v.exchanges.write().insert(name, Arc::new(e));
+        }
+        v
+    }
+
+    pub fn exchange(&self, name: &[u8]) -> Option<Arc<Exchange>> {
+        self.exchanges.read().get(name).cloned()
+    }
+
+    pub fn queue(&self, name: &[u8]) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
+    pub fn exchanges(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    pub fn queue_count(&self) -> usize {
+        self.queues.read().len()
+    }
+
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.read().len()
+    }
+
+    pub fn not_found_exchange(&self, name: &ShortStr) -> AmqpError {
+        AmqpError::not_found(format!("no exchange '{}' in vhost '{}'", name, self.name))
+    }
+
+    pub fn not_found_queue(&self, name: &ShortStr) -> AmqpError {
+        AmqpError::not_found(format!("no queue '{}' in vhost '{}'", name, self.name))
+    }
+
+    pub fn get_exchange(&self, name: &ShortStr) -> AmqpResult<Arc<Exchange>> {
+        self.exchange(name.as_bytes()).ok_or_else(|| self.not_found_exchange(name))
+    }
+
+    pub fn get_queue(&self, name: &ShortStr) -> AmqpResult<Arc<Queue>> {
+        self.queue(name.as_bytes()).ok_or_else(|| self.not_found_queue(name))
+    }
+
+    /// Declares an exchange, or checks an existing one is equivalent (RabbitMQ's rules).
+    pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<Arc<Exchange>> {
+        let mut map = self.exchanges.write();
+        if let Some(e) = map.get(spec.name.as_bytes()) {
+            self.check_equivalent_exchange(e, &spec)?;
+            return Ok(e.clone());
+        }
+        let e = Arc::new(Exchange::new(
+            spec.name.clone(),
+            spec.kind,
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            spec.arguments,
+        ));
+        map.insert(spec.name, e.clone());
+        Ok(e)
+    }
+
+    fn check_equivalent_exchange(&self, e: &Exchange, spec: &ExchangeSpec) -> AmqpResult<()> {
+        let ineq = |arg: &str, got: &str, cur: &str| {
+            AmqpError::precondition_failed(format!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but current is '{cur}'",
+                e.name, self.name
+            ))
+        };
+        if e.kind != spec.kind {
+            return Err(ineq("type", spec.kind.as_str(), e.kind.as_str()));
+        }
+        for (arg, got, cur) in [
+            ("durable", spec.durable, e.durable),
+            ("auto_delete", spec.auto_delete, e.auto_delete),
+            ("internal", spec.internal, e.internal),
+        ] {
+            if got != cur {
+                return Err(ineq(arg, &got.to_string(), &cur.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes an exchange and every binding from or to it. `if_unused` refuses while it is
+    /// the source of a binding.
+    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> AmqpResult<()> {
+        let e = {
+            let mut map = self.exchanges.write();
+            let Some(e) = map.get(name.as_bytes()) else {
+                return Ok(());
+            };
+            if if_unused && e.has_bindings() {
+                return Err(AmqpError::precondition_failed(format!(
+                    "exchange '{}' in vhost '{}' in use",
+                    name, self.name
+                )));
+            }
+            let e = e.clone();
+            map.remove(name.as_bytes());
+            e
+        };
+        e.mark_deleted();
+        let dest = Destination::Exchange(e.clone());
+        for other in self.exchanges() {
+            if other.unbind_destination(&dest) > 0 {
+                self.maybe_auto_delete_exchange(&other);
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares a queue, or returns the existing one after checking ownership and equivalence.
+    pub fn declare_queue(&self, name: ShortStr, options: QueueOptions, conn: u64) -> AmqpResult<(Arc<Queue>, bool)> {
+        let mut map = self.queues.write();
+        if let Some(q) = map.get(name.as_bytes()) {
+            q.check_access(conn)?;
+            self.check_equivalent_queue(q, &options)?;
+            return Ok((q.clone(), false));
+        }
+        let owner = options.exclusive.then_some(conn);
+        let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner));
+        map.insert(name, q.clone());
+        Ok((q, true))
+    }
+
+    fn check_equivalent_queue(&self, q: &Queue, o: &QueueOptions) -> AmqpResult<()> {
+        let ineq = |arg: &str, got: String, cur: String| {
+            AmqpError::precondition_failed(format!(
+                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{got}' but current is '{cur}'",
+                q.name, self.name
+            ))
+        };
+        if q.options.durable != o.durable {
+            return Err(ineq("durable", o.durable.to_string(), q.options.durable.to_string()));
+        }
+        if q.options.auto_delete != o.auto_delete {
+            return Err(ineq(
+                "auto_delete",
+                o.auto_delete.to_string(),
+                q.options.auto_delete.to_string(),
+            ));
+        }
+        // Arguments that change a queue's behaviour must match, as RabbitMQ checks them.
+        for (k, v) in o.arguments.iter() {
+            let key = k.as_bytes();
+            if !key.starts_with(b"x-") {
+                continue;
+            }
+            let cur = q.options.arguments.iter().find(|(ck, _)| ck.as_bytes() == key).map(|(_, v)| v);
+            if cur != Some(v) {
+                return Err(ineq(
+                    &k.to_string_lossy(),
+                    format!("{v:?}"),
+                    cur.map(|c| format!("{c:?}")).unwrap_or_else(|| "none".into()),
+                ));
+            }
+        }
+        for (k, v) in q.options.arguments.iter() {
+            let key = k.as_bytes();
+            if key.starts_with(b"x-") && !o.arguments.iter().any(|(ok, _)| ok.as_bytes() == key) {
+                return Err(ineq(&k.to_string_lossy(), "none".into(), format!("{v:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a queue with its bindings and tells its consumers. Returns the messages dropped
+    /// and the consumers to notify with basic.cancel.
+    pub fn delete_queue(&self, q: &Arc<Queue>) -> (u32, Vec<Arc<crate::queue::consumer::Consumer>>) {
+        {
+            let mut map = self.queues.write();
+            if let Some(cur) = map.get(q.name.as_bytes()) {
+                if Arc::ptr_eq(cur, q) {
+                    map.remove(q.name.as_bytes());
+                }
+            }
+        }
+        let (consumers, n) = q.mark_deleted();
+        let dest = Destination::Queue(q.clone());
+        for e in self.exchanges() {
+            if e.unbind_destination(&dest) > 0 {
+                self.maybe_auto_delete_exchange(&e);
+            }
+        }
+        (n, consumers)
+    }
+
+    pub fn bind(&self, source: &Arc<Exchange>, b: Binding) -> AmqpResult<()> {
+        if source.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if source.kind == ExchangeKind::Headers {
+            crate::exchange::headers::validate_binding_args(&b.arguments).map_err(AmqpError::precondition_failed)?;
+        }
+        source.bind(b);
+        Ok(())
+    }
+
+    pub fn unbind(&self, source: &Arc<Exchange>, b: &Binding) -> AmqpResult<()> {
+        if source.name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if source.unbind(b) {
+            self.maybe_auto_delete_exchange(source);
+        }
+        Ok(())
+    }
+
+    /// An auto-delete exchange goes when its last binding (as a source) goes.
+    fn maybe_auto_delete_exchange(&self, e: &Arc<Exchange>) {
+        if e.auto_delete && !e.has_bindings() && !e.is_deleted() {
+            let _ = self.delete_exchange(&e.name, false);
+        }
+    }
+
+    /// Routes `msg` through `exchange` (and its alternate exchanges when nothing matched).
+    pub fn route(&self, exchange: &Arc<Exchange>, msg: &Message, out: &mut RouteTargets) {
+        out.clear();
+        let mut headers = LazyHeaders::default();
+        out.visit_exchange(exchange);
+        if exchange.name.is_empty() {
+            if let Some(q) = self.queue(msg.routing_key.as_bytes()) {
+                out.push_queue(&q);
+            }
+            return;
+        }
+        exchange.route(msg.routing_key.as_bytes(), &msg.properties, &mut headers, out);
+        let mut current = exchange.clone();
+        while out.is_empty() {
+            let Some(alt_name) = current.alternate.clone() else { break };
+            let Some(alt) = self.exchange(alt_name.as_bytes()) else { break };
+            if !out.visit_exchange(&alt) {
+                break;
+            }
+            alt.route(msg.routing_key.as_bytes(), &msg.properties, &mut headers, out);
+            current = alt;
+        }
+    }
+}
+
+fn default_exchange_refused() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}

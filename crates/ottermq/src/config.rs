@@ -1,0 +1,165 @@
+//! Server settings from, in rising precedence: defaults, a TOML file (`--config`), the
+//! `OTTERMQ_*` environment and command-line flags.
+
+use anyhow::Context;
+use clap::Parser;
+use ottermq_broker::{BrokerConfig, UserConfig};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// OtterMQ: an AMQP 0-9-1 message broker with built-in observability.
+#[derive(Parser, Debug, Default)]
+#[command(name = "ottermq", version)]
+pub struct Cli {
+    /// AMQP listener port [default: 5672]
+    #[arg(long, env = "OTTERMQ_AMQP_PORT")]
+    pub amqp_port: Option<u16>,
+    /// Management HTTP port: REST API, UI, /metrics, health [default: 15672]
+    #[arg(long, env = "OTTERMQ_HTTP_PORT")]
+    pub http_port: Option<u16>,
+    /// Address both listeners bind to [default: 0.0.0.0]
+    #[arg(long, env = "OTTERMQ_BIND")]
+    pub bind: Option<IpAddr>,
+    /// Directory for durable definitions and persistent messages [default: ./data]
+    #[arg(long, env = "OTTERMQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file (users, vhosts, limits); flags and environment override it
+    #[arg(long, env = "OTTERMQ_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The configuration file's shape. Every field is optional.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub amqp_port: Option<u16>,
+    pub http_port: Option<u16>,
+    pub bind: Option<IpAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub heartbeat: Option<u16>,
+    pub frame_max: Option<u32>,
+    pub channel_max: Option<u16>,
+    pub max_message_size: Option<u64>,
+    pub handshake_timeout_secs: Option<u64>,
+    /// Users that may only connect from loopback; defaults to ["guest"].
+    pub loopback_users: Option<Vec<String>>,
+    #[serde(default)]
+    pub vhosts: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<FileUser>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileUser {
+    pub name: String,
+    pub password: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub amqp_addr: SocketAddr,
+    /// None: no management listener.
+    pub http_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub broker: BrokerConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        Settings {
+            amqp_addr: SocketAddr::new(any, 5672),
+            http_addr: Some(SocketAddr::new(any, 15672)),
+            data_dir: PathBuf::from("data"),
+            broker: BrokerConfig::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves flags, environment, file and defaults.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let mut s = Settings::default();
+        let bind = cli.bind.or(file.bind).unwrap_or(s.amqp_addr.ip());
+        s.amqp_addr = SocketAddr::new(bind, cli.amqp_port.or(file.amqp_port).unwrap_or(5672));
+        s.http_addr = Some(SocketAddr::new(bind, cli.http_port.or(file.http_port).unwrap_or(15672)));
+        s.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(s.data_dir);
+        let b = &mut s.broker;
+        if let Some(v) = file.heartbeat {
+            b.heartbeat = v;
+        }
+        if let Some(v) = file.frame_max {
+            anyhow::ensure!(v >= 4096, "frame_max must be at least 4096");
+            b.frame_max = v;
+        }
+        if let Some(v) = file.channel_max {
+            b.channel_max = v;
+        }
+        if let Some(v) = file.max_message_size {
+            b.max_message_size = v;
+        }
+        if let Some(v) = file.handshake_timeout_secs {
+            b.handshake_timeout = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = file.loopback_users {
+            b.loopback_users = v;
+        }
+        for v in file.vhosts {
+            if !b.vhosts.contains(&v) {
+                b.vhosts.push(v);
+            }
+        }
+        for u in file.users {
+            b.users.retain(|x| x.name != u.name);
+            b.users.push(UserConfig {
+                name: u.name,
+                password: u.password,
+                tags: u.tags,
+            });
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = std::env::temp_dir().join(format!("ottermq-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "amqp_port = 6000\nhttp_port = 6001\nvhosts = [\"app\"]\n[[users]]\nname = \"app\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        let cli = Cli {
+            amqp_port: Some(7000),
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::from_cli(cli).unwrap();
+        assert_eq!(s.amqp_addr.port(), 7000);
+        assert_eq!(s.http_addr.unwrap().port(), 6001);
+        assert!(s.broker.vhosts.contains(&"app".to_string()));
+        assert!(s.broker.users.iter().any(|u| u.name == "app" && u.password == "pw"));
+        assert!(s.broker.users.iter().any(|u| u.name == "guest"));
+        let d = Settings::from_cli(Cli::default()).unwrap();
+        assert_eq!(d.amqp_addr.port(), 5672);
+        assert_eq!(d.http_addr.unwrap().port(), 15672);
+    }
+}
