@@ -1,0 +1,194 @@
+//! Shared helpers for the integration tests: start a broker (or use an external one), connect
+//! with lapin, amqprs or a raw socket, and bound every wait so a broken broker fails fast.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use lapin::{Connection, ConnectionProperties};
+use ottermq_protocol::{decode_frame, encode_method, Frame, Method};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A broker for one test: in-process OtterMQ on an ephemeral port, or the broker named by
+/// `OTTERMQ_TEST_URL` (used to check the tests against RabbitMQ).
+pub struct TestBroker {
+    pub url: String,
+    pub addr: SocketAddr,
+    server: Option<ottermq::RunningServer>,
+}
+
+impl TestBroker {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+    pub fn is_external(&self) -> bool {
+        self.server.is_none()
+    }
+    pub fn url_with(&self, user: &str, pass: &str, vhost: &str) -> String {
+        format!("amqp://{user}:{pass}@{}/{}", self.addr, vhost.replace('/', "%2f"))
+    }
+}
+
+pub async fn broker() -> TestBroker {
+    if let Ok(url) = std::env::var("OTTERMQ_TEST_URL") {
+        let hostport = url.rsplit('@').next().unwrap_or("").split('/').next().unwrap_or("");
+        let addr = tokio::net::lookup_host(hostport).await.expect("resolve").next().expect("addr");
+        return TestBroker { url, addr, server: None };
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    let addr = server.amqp_addr;
+    TestBroker {
+        url: format!("amqp://guest:guest@{addr}/%2f"),
+        addr,
+        server: Some(server),
+    }
+}
+
+/// Awaits `f` for at most `WAIT`, panicking with `what` on timeout.
+pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(WAIT, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out: {what}"),
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+}
+
+pub async fn lapin_connect(url: &str) -> Connection {
+    within("lapin connect", Connection::connect(url, ConnectionProperties::default()))
+        .await
+        .expect("lapin connect")
+}
+
+/// The AMQP reply code inside a lapin error, if it carries one.
+pub fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// Asserts that `r` failed with AMQP reply code `code`.
+pub fn assert_code<T: std::fmt::Debug>(r: Result<T, lapin::Error>, code: u16) {
+    match r {
+        Ok(v) => panic!("expected error {code}, got Ok({v:?})"),
+        Err(e) => assert_eq!(reply_code(&e), Some(code), "unexpected error: {e:?}"),
+    }
+}
+
+/// A hand-driven AMQP client over a plain socket, for what client libraries refuse to send.
+pub struct Raw {
+    pub sock: TcpStream,
+    pub buf: BytesMut,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Raw {
+        let sock = within("raw connect", TcpStream::connect(addr)).await.expect("connect");
+        Raw {
+            sock,
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        self.sock.write_all(b).await.expect("write");
+    }
+
+    pub async fn send(&mut self, channel: u16, m: &Method) {
+        let mut b = BytesMut::new();
+        encode_method(&mut b, channel, m);
+        self.send_bytes(&b).await;
+    }
+
+    /// Next frame, or None when the socket closed.
+    pub async fn frame(&mut self) -> Option<Frame> {
+        loop {
+            if let Ok(Some(f)) = decode_frame(&mut self.buf, 0) {
+                return Some(f);
+            }
+            let n = within("raw read", self.sock.read_buf(&mut self.buf)).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Next method frame, skipping heartbeats; None when the socket closed.
+    pub async fn method(&mut self) -> Option<(u16, Method)> {
+        loop {
+            match self.frame().await? {
+                Frame::Method { channel, method } => return Some((channel, method)),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the socket closes; true if it closed within the wait.
+    pub async fn closed(&mut self) -> bool {
+        let mut scratch = [0u8; 4096];
+        loop {
+            match tokio::time::timeout(WAIT, self.sock.read(&mut scratch)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Full handshake as guest on vhost `/` with PLAIN and the given heartbeat.
+    pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
+        use ottermq_protocol::*;
+        let mut r = Raw::connect(addr).await;
+        r.send_bytes(PROTOCOL_HEADER).await;
+        let (_, m) = r.method().await.expect("start");
+        assert!(matches!(m, Method::ConnectionStart(_)));
+        r.send(
+            0,
+            &Method::ConnectionStartOk(ConnectionStartOk {
+                client_properties: FieldTable::new(),
+                mechanism: "PLAIN".into(),
+                response: LongStr::from("\0guest\0guest"),
+                locale: "en_US".into(),
+            }),
+        )
+        .await;
+        let (_, m) = r.method().await.expect("tune");
+        let Method::ConnectionTune(t) = m else { panic!("expected tune, got {m:?}") };
+        r.send(
+            0,
+            &Method::ConnectionTuneOk(ConnectionTuneOk {
+                channel_max: t.channel_max,
+                frame_max: t.frame_max,
+                heartbeat,
+            }),
+        )
+        .await;
+        r.send(
+            0,
+            &Method::ConnectionOpen(ConnectionOpen {
+                virtual_host: "/".into(),
+            }),
+        )
+        .await;
+        let (_, m) = r.method().await.expect("open-ok");
+        assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+        r
+    }
+}
