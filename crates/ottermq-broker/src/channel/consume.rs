@@ -131,9 +131,14 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn recover(&mut self, requeue: bool) -> AmqpResult<()> {
+    /// basic.recover: unacked messages go back to their queues. recover-ok goes out first, so
+    /// the client sees it before the redeliveries (RabbitMQ's order).
+    pub(super) fn recover(&mut self, requeue: bool, reply: bool) -> AmqpResult<()> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        if reply {
+            self.send(&Method::BasicRecoverOk);
         }
         requeue_all(self.shared.take_all(false));
         Ok(())

@@ -130,12 +130,8 @@ impl Channel {
                 consume::Settle::Drop { requeue: m.requeue },
             ),
             Method::BasicReject(m) => self.settle(m.delivery_tag, false, consume::Settle::Drop { requeue: m.requeue }),
-            Method::BasicRecover(m) => {
-                self.recover(m.requeue)?;
-                self.send(&Method::BasicRecoverOk);
-                Ok(())
-            }
-            Method::BasicRecoverAsync(m) => self.recover(m.requeue),
+            Method::BasicRecover(m) => self.recover(m.requeue, true),
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
             Method::ConfirmSelect(m) => self.confirm_select(m.nowait),
             Method::TxSelect => self.tx_select(),
             Method::TxCommit => self.tx_commit(ctx),
