@@ -15,7 +15,11 @@ pub(crate) struct Decoder {
 
 impl Decoder {
     pub fn new(buf: Bytes) -> Self {
-        Decoder { buf, bits: 0, bit_pos: 8 }
+        Decoder {
+            buf,
+            bits: 0,
+            bit_pos: 8,
+        }
     }
 
     pub fn remaining(&self) -> usize {

@@ -45,24 +45,43 @@ pub fn check_protocol_header(buf: &[u8]) -> ProtocolHeaderCheck {
 /// One frame.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Frame {
-    Method { channel: u16, method: Method },
-    Header { channel: u16, class_id: u16, body_size: u64, properties: RawProperties },
-    Body { channel: u16, payload: Bytes },
-    Heartbeat { channel: u16 },
+    Method {
+        channel: u16,
+        method: Method,
+    },
+    Header {
+        channel: u16,
+        class_id: u16,
+        body_size: u64,
+        properties: RawProperties,
+    },
+    Body {
+        channel: u16,
+        payload: Bytes,
+    },
+    Heartbeat {
+        channel: u16,
+    },
 }
 
 /// Splits one frame off the front of `buf`. `Ok(None)` when more bytes are needed; call again
 /// to drain several frames from one read. `max_frame_size` is the negotiated frame_max (the
 /// whole frame including its 8 bytes of overhead; 0 = no limit): a larger frame is refused from
 /// its header, before its payload is buffered.
-pub fn decode_frame(buf: &mut BytesMut, max_frame_size: u32) -> Result<Option<Frame>, ProtocolError> {
+pub fn decode_frame(
+    buf: &mut BytesMut,
+    max_frame_size: u32,
+) -> Result<Option<Frame>, ProtocolError> {
     if buf.len() < 7 {
         return Ok(None);
     }
     let kind = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
-    if !matches!(kind, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
+    if !matches!(
+        kind,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
         return Err(ProtocolError::frame(format!("unknown frame type {kind}")));
     }
     if max_frame_size != 0 && size + FRAME_OVERHEAD > max_frame_size as usize {
@@ -169,7 +188,13 @@ pub fn encode_frame(out: &mut BytesMut, frame: &Frame) {
     }
 }
 
-fn encode_header(out: &mut BytesMut, channel: u16, class_id: u16, body_size: u64, properties: &RawProperties) {
+fn encode_header(
+    out: &mut BytesMut,
+    channel: u16,
+    class_id: u16,
+    body_size: u64,
+    properties: &RawProperties,
+) {
     let at = begin_frame(out, FRAME_HEADER, channel);
     out.put_u16(class_id);
     out.put_u16(0);
@@ -242,7 +267,13 @@ pub fn encode_basic_return(
 
 /// A content header frame and the body split into frames of at most frame_max - 8 payload
 /// bytes (frame_max 0: one body frame). An empty body has no body frame.
-pub fn encode_content(out: &mut BytesMut, channel: u16, properties: &RawProperties, body: &[u8], frame_max: u32) {
+pub fn encode_content(
+    out: &mut BytesMut,
+    channel: u16,
+    properties: &RawProperties,
+    body: &[u8],
+    frame_max: u32,
+) {
     let chunk = if frame_max == 0 {
         usize::MAX
     } else {

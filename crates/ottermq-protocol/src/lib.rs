@@ -15,7 +15,10 @@ pub mod method;
 pub mod properties;
 pub mod table;
 
-pub use error::{reply_code, ProtocolError, CLASS_BASIC, CLASS_CHANNEL, CLASS_CONFIRM, CLASS_CONNECTION, CLASS_EXCHANGE, CLASS_QUEUE, CLASS_TX};
+pub use error::{
+    reply_code, ProtocolError, CLASS_BASIC, CLASS_CHANNEL, CLASS_CONFIRM, CLASS_CONNECTION,
+    CLASS_EXCHANGE, CLASS_QUEUE, CLASS_TX,
+};
 pub use frame::*;
 pub use method::*;
 pub use properties::{BasicProperties, RawProperties};

@@ -11,50 +11,114 @@ use crate::table::{FieldTable, LongStr, ShortStr};
 use bytes::{Bytes, BytesMut};
 
 macro_rules! field_type {
-    (octet) => { u8 };
-    (short) => { u16 };
-    (long) => { u32 };
-    (longlong) => { u64 };
-    (shortstr) => { ShortStr };
-    (longstr) => { LongStr };
-    (table) => { FieldTable };
-    (bit) => { bool };
+    (octet) => {
+        u8
+    };
+    (short) => {
+        u16
+    };
+    (long) => {
+        u32
+    };
+    (longlong) => {
+        u64
+    };
+    (shortstr) => {
+        ShortStr
+    };
+    (longstr) => {
+        LongStr
+    };
+    (table) => {
+        FieldTable
+    };
+    (bit) => {
+        bool
+    };
 }
 
 macro_rules! read_field {
-    ($d:ident, octet) => { $d.octet()? };
-    ($d:ident, short) => { $d.u16()? };
-    ($d:ident, long) => { $d.u32()? };
-    ($d:ident, longlong) => { $d.u64()? };
-    ($d:ident, shortstr) => { $d.shortstr()? };
-    ($d:ident, longstr) => { $d.longstr()? };
-    ($d:ident, table) => { $d.table()? };
-    ($d:ident, bit) => { $d.bit()? };
+    ($d:ident, octet) => {
+        $d.octet()?
+    };
+    ($d:ident, short) => {
+        $d.u16()?
+    };
+    ($d:ident, long) => {
+        $d.u32()?
+    };
+    ($d:ident, longlong) => {
+        $d.u64()?
+    };
+    ($d:ident, shortstr) => {
+        $d.shortstr()?
+    };
+    ($d:ident, longstr) => {
+        $d.longstr()?
+    };
+    ($d:ident, table) => {
+        $d.table()?
+    };
+    ($d:ident, bit) => {
+        $d.bit()?
+    };
 }
 
 macro_rules! write_field {
-    ($e:ident, octet, $v:expr) => { $e.octet($v) };
-    ($e:ident, short, $v:expr) => { $e.u16($v) };
-    ($e:ident, long, $v:expr) => { $e.u32($v) };
-    ($e:ident, longlong, $v:expr) => { $e.u64($v) };
-    ($e:ident, shortstr, $v:expr) => { $e.shortstr(&$v) };
-    ($e:ident, longstr, $v:expr) => { $e.longstr(&$v) };
-    ($e:ident, table, $v:expr) => { $e.table(&$v) };
-    ($e:ident, bit, $v:expr) => { $e.bit($v) };
+    ($e:ident, octet, $v:expr) => {
+        $e.octet($v)
+    };
+    ($e:ident, short, $v:expr) => {
+        $e.u16($v)
+    };
+    ($e:ident, long, $v:expr) => {
+        $e.u32($v)
+    };
+    ($e:ident, longlong, $v:expr) => {
+        $e.u64($v)
+    };
+    ($e:ident, shortstr, $v:expr) => {
+        $e.shortstr(&$v)
+    };
+    ($e:ident, longstr, $v:expr) => {
+        $e.longstr(&$v)
+    };
+    ($e:ident, table, $v:expr) => {
+        $e.table(&$v)
+    };
+    ($e:ident, bit, $v:expr) => {
+        $e.bit($v)
+    };
 }
 
 macro_rules! skip_reserved {
-    ($d:ident, short) => { let _ = $d.u16()?; };
-    ($d:ident, shortstr) => { let _ = $d.shortstr()?; };
-    ($d:ident, longstr) => { let _ = $d.longstr()?; };
-    ($d:ident, bit) => { let _ = $d.bit()?; };
+    ($d:ident, short) => {
+        let _ = $d.u16()?;
+    };
+    ($d:ident, shortstr) => {
+        let _ = $d.shortstr()?;
+    };
+    ($d:ident, longstr) => {
+        let _ = $d.longstr()?;
+    };
+    ($d:ident, bit) => {
+        let _ = $d.bit()?;
+    };
 }
 
 macro_rules! write_reserved {
-    ($e:ident, short) => { $e.u16(0) };
-    ($e:ident, shortstr) => { $e.shortstr(&ShortStr::default()) };
-    ($e:ident, longstr) => { $e.longstr(&LongStr::default()) };
-    ($e:ident, bit) => { $e.bit(false) };
+    ($e:ident, short) => {
+        $e.u16(0)
+    };
+    ($e:ident, shortstr) => {
+        $e.shortstr(&ShortStr::default())
+    };
+    ($e:ident, longstr) => {
+        $e.longstr(&LongStr::default())
+    };
+    ($e:ident, bit) => {
+        $e.bit(false)
+    };
 }
 
 macro_rules! methods {
@@ -235,7 +299,10 @@ impl Method {
     pub fn has_content(&self) -> bool {
         matches!(
             self,
-            Method::BasicPublish(_) | Method::BasicReturn(_) | Method::BasicDeliver(_) | Method::BasicGetOk(_)
+            Method::BasicPublish(_)
+                | Method::BasicReturn(_)
+                | Method::BasicDeliver(_)
+                | Method::BasicGetOk(_)
         )
     }
 }

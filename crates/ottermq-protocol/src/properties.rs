@@ -103,7 +103,9 @@ impl BasicProperties {
         short!(12, app_id);
         short!(13, cluster_id);
         if d.remaining() != 0 {
-            return Err(ProtocolError::syntax("trailing bytes after content properties"));
+            return Err(ProtocolError::syntax(
+                "trailing bytes after content properties",
+            ));
         }
         Ok(p)
     }

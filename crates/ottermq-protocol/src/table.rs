@@ -167,7 +167,10 @@ pub enum FieldValue {
     U64(u64),
     F32(f32),
     F64(f64),
-    Decimal { scale: u8, value: u32 },
+    Decimal {
+        scale: u8,
+        value: u32,
+    },
     LongStr(LongStr),
     /// Never produced by decoding (tag `s` is a 16-bit integer); encoded as a long string.
     ShortStr(ShortStr),
@@ -365,7 +368,10 @@ impl FieldTable {
     }
 
     pub fn get(&self, key: &str) -> Option<&FieldValue> {
-        self.0.iter().find(|(k, _)| k.as_bytes() == key.as_bytes()).map(|(_, v)| v)
+        self.0
+            .iter()
+            .find(|(k, _)| k.as_bytes() == key.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// Sets `key`, replacing an existing entry in place.
@@ -378,7 +384,10 @@ impl FieldTable {
     }
 
     pub fn remove(&mut self, key: &str) -> Option<FieldValue> {
-        let pos = self.0.iter().position(|(k, _)| k.as_bytes() == key.as_bytes())?;
+        let pos = self
+            .0
+            .iter()
+            .position(|(k, _)| k.as_bytes() == key.as_bytes())?;
         Some(self.0.remove(pos).1)
     }
 
