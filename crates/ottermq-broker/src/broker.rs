@@ -36,7 +36,11 @@ impl Broker {
             .iter()
             .map(|v| (v.clone(), Arc::new(VHost::new(v))))
             .collect();
-        let users = config.users.iter().map(|u| (u.name.clone(), u.clone())).collect();
+        let users = config
+            .users
+            .iter()
+            .map(|u| (u.name.clone(), u.clone()))
+            .collect();
         Arc::new(Broker {
             config,
             vhosts: RwLock::new(vhosts),
@@ -65,7 +69,12 @@ impl Broker {
     }
 
     /// Checks a user's password and where it may connect from.
-    pub fn login(&self, username: &str, password: &str, peer: IpAddr) -> Result<UserConfig, LoginError> {
+    pub fn login(
+        &self,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+    ) -> Result<UserConfig, LoginError> {
         let users = self.users.read();
         let user = users.get(username).ok_or(LoginError::UnknownUser)?;
         if !constant_time_eq(user.password.as_bytes(), password.as_bytes()) {

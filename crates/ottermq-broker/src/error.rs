@@ -155,6 +155,9 @@ mod tests {
         assert!(!AmqpError::precondition_failed("x").is_connection_error());
         assert!(AmqpError::channel_error("x").is_connection_error());
         assert!(AmqpError::frame_error("x").is_connection_error());
-        assert_eq!(AmqpError::not_found("no queue 'q'").text, "NOT_FOUND - no queue 'q'");
+        assert_eq!(
+            AmqpError::not_found("no queue 'q'").text,
+            "NOT_FOUND - no queue 'q'"
+        );
     }
 }

@@ -88,11 +88,13 @@ impl VHost {
     }
 
     pub fn get_exchange(&self, name: &ShortStr) -> AmqpResult<Arc<Exchange>> {
-        self.exchange(name.as_bytes()).ok_or_else(|| self.not_found_exchange(name))
+        self.exchange(name.as_bytes())
+            .ok_or_else(|| self.not_found_exchange(name))
     }
 
     pub fn get_queue(&self, name: &ShortStr) -> AmqpResult<Arc<Queue>> {
-        self.queue(name.as_bytes()).ok_or_else(|| self.not_found_queue(name))
+        self.queue(name.as_bytes())
+            .ok_or_else(|| self.not_found_queue(name))
     }
 
     /// Declares an exchange, or checks an existing one is equivalent (RabbitMQ's rules).
@@ -165,7 +167,12 @@ impl VHost {
     }
 
     /// Declares a queue, or returns the existing one after checking ownership and equivalence.
-    pub fn declare_queue(&self, name: ShortStr, options: QueueOptions, conn: u64) -> AmqpResult<(Arc<Queue>, bool)> {
+    pub fn declare_queue(
+        &self,
+        name: ShortStr,
+        options: QueueOptions,
+        conn: u64,
+    ) -> AmqpResult<(Arc<Queue>, bool)> {
         let mut map = self.queues.write();
         if let Some(q) = map.get(name.as_bytes()) {
             q.check_access(conn)?;
@@ -186,7 +193,11 @@ impl VHost {
             ))
         };
         if q.options.durable != o.durable {
-            return Err(ineq("durable", o.durable.to_string(), q.options.durable.to_string()));
+            return Err(ineq(
+                "durable",
+                o.durable.to_string(),
+                q.options.durable.to_string(),
+            ));
         }
         if q.options.auto_delete != o.auto_delete {
             return Err(ineq(
@@ -201,12 +212,18 @@ impl VHost {
             if !key.starts_with(b"x-") {
                 continue;
             }
-            let cur = q.options.arguments.iter().find(|(ck, _)| ck.as_bytes() == key).map(|(_, v)| v);
+            let cur = q
+                .options
+                .arguments
+                .iter()
+                .find(|(ck, _)| ck.as_bytes() == key)
+                .map(|(_, v)| v);
             if cur != Some(v) {
                 return Err(ineq(
                     &k.to_string_lossy(),
                     format!("{v:?}"),
-                    cur.map(|c| format!("{c:?}")).unwrap_or_else(|| "none".into()),
+                    cur.map(|c| format!("{c:?}"))
+                        .unwrap_or_else(|| "none".into()),
                 ));
             }
         }
@@ -221,7 +238,10 @@ impl VHost {
 
     /// Removes a queue with its bindings and tells its consumers. Returns the messages dropped
     /// and the consumers to notify with basic.cancel.
-    pub fn delete_queue(&self, q: &Arc<Queue>) -> (u32, Vec<Arc<crate::queue::consumer::Consumer>>) {
+    pub fn delete_queue(
+        &self,
+        q: &Arc<Queue>,
+    ) -> (u32, Vec<Arc<crate::queue::consumer::Consumer>>) {
         {
             let mut map = self.queues.write();
             if let Some(cur) = map.get(q.name.as_bytes()) {
@@ -245,7 +265,8 @@ impl VHost {
             return Err(default_exchange_refused());
         }
         if source.kind == ExchangeKind::Headers {
-            crate::exchange::headers::validate_binding_args(&b.arguments).map_err(AmqpError::precondition_failed)?;
+            crate::exchange::headers::validate_binding_args(&b.arguments)
+                .map_err(AmqpError::precondition_failed)?;
         }
         source.bind(b);
         Ok(())
@@ -279,15 +300,29 @@ impl VHost {
             }
             return;
         }
-        exchange.route(msg.routing_key.as_bytes(), &msg.properties, &mut headers, out);
+        exchange.route(
+            msg.routing_key.as_bytes(),
+            &msg.properties,
+            &mut headers,
+            out,
+        );
         let mut current = exchange.clone();
         while out.is_empty() {
-            let Some(alt_name) = current.alternate.clone() else { break };
-            let Some(alt) = self.exchange(alt_name.as_bytes()) else { break };
+            let Some(alt_name) = current.alternate.clone() else {
+                break;
+            };
+            let Some(alt) = self.exchange(alt_name.as_bytes()) else {
+                break;
+            };
             if !out.visit_exchange(&alt) {
                 break;
             }
-            alt.route(msg.routing_key.as_bytes(), &msg.properties, &mut headers, out);
+            alt.route(
+                msg.routing_key.as_bytes(),
+                &msg.properties,
+                &mut headers,
+                out,
+            );
             current = alt;
         }
     }

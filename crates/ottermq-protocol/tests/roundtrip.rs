@@ -291,7 +291,7 @@ proptest! {
                 Ok(Some(_)) => continue,
                 Ok(None) => break,
                 Err(e) => {
-                    prop_assert!(matches!(e.code, 501 | 502 | 503), "{:?}", e);
+                    prop_assert!(matches!(e.code, 501..=503), "{:?}", e);
                     break;
                 }
             }

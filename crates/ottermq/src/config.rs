@@ -86,15 +86,20 @@ impl Settings {
     pub fn from_cli(cli: Cli) -> anyhow::Result<Settings> {
         let file = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
             }
             None => FileConfig::default(),
         };
         let mut s = Settings::default();
         let bind = cli.bind.or(file.bind).unwrap_or(s.amqp_addr.ip());
         s.amqp_addr = SocketAddr::new(bind, cli.amqp_port.or(file.amqp_port).unwrap_or(5672));
-        s.http_addr = Some(SocketAddr::new(bind, cli.http_port.or(file.http_port).unwrap_or(15672)));
+        s.http_addr = Some(SocketAddr::new(
+            bind,
+            cli.http_port.or(file.http_port).unwrap_or(15672),
+        ));
         s.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(s.data_dir);
         let b = &mut s.broker;
         if let Some(v) = file.heartbeat {
@@ -156,7 +161,11 @@ mod tests {
         assert_eq!(s.amqp_addr.port(), 7000);
         assert_eq!(s.http_addr.unwrap().port(), 6001);
         assert!(s.broker.vhosts.contains(&"app".to_string()));
-        assert!(s.broker.users.iter().any(|u| u.name == "app" && u.password == "pw"));
+        assert!(s
+            .broker
+            .users
+            .iter()
+            .any(|u| u.name == "app" && u.password == "pw"));
         assert!(s.broker.users.iter().any(|u| u.name == "guest"));
         let d = Settings::from_cli(Cli::default()).unwrap();
         assert_eq!(d.amqp_addr.port(), 5672);

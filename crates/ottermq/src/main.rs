@@ -7,7 +7,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("OTTERMQ_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("OTTERMQ_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let settings = Settings::from_cli(Cli::parse())?;
     tracing::info!(data_dir = %settings.data_dir.display(), "starting OtterMQ {}", env!("CARGO_PKG_VERSION"));

@@ -13,7 +13,9 @@ async fn plain_login_and_server_capabilities() {
     let mut r = Raw::connect(b.addr).await;
     r.send_bytes(PROTOCOL_HEADER).await;
     let (_, m) = r.method().await.expect("start");
-    let Method::ConnectionStart(start) = m else { panic!("{m:?}") };
+    let Method::ConnectionStart(start) = m else {
+        panic!("{m:?}")
+    };
     let caps = match start.server_properties.get("capabilities") {
         Some(FieldValue::Table(t)) => t.clone(),
         other => panic!("no capabilities table: {other:?}"),
@@ -29,7 +31,9 @@ async fn plain_login_and_server_capabilities() {
     ] {
         assert_eq!(caps.get(cap), Some(&FieldValue::Bool(true)), "{cap}");
     }
-    within("close", conn.close(200, "bye".into())).await.expect("close");
+    within("close", conn.close(200, "bye".into()))
+        .await
+        .expect("close");
     b.stop().await;
 }
 
@@ -37,7 +41,11 @@ async fn plain_login_and_server_capabilities() {
 async fn wrong_password_is_access_refused() {
     let b = broker().await;
     let url = b.url_with("guest", "wrong", "/");
-    let r = within("connect", lapin::Connection::connect(&url, Default::default())).await;
+    let r = within(
+        "connect",
+        lapin::Connection::connect(&url, Default::default()),
+    )
+    .await;
     match r {
         Ok(_) => panic!("login with a wrong password succeeded"),
         Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
@@ -49,7 +57,12 @@ async fn wrong_password_is_access_refused() {
 async fn unknown_vhost_is_not_allowed() {
     let b = broker().await;
     let url = b.url_with("guest", "guest", "no-such-vhost");
-    match within("connect", lapin::Connection::connect(&url, Default::default())).await {
+    match within(
+        "connect",
+        lapin::Connection::connect(&url, Default::default()),
+    )
+    .await
+    {
         Ok(_) => panic!("opened a vhost that does not exist"),
         Err(e) => assert_eq!(reply_code(&e), Some(530), "{e:?}"),
     }
@@ -62,7 +75,9 @@ async fn amqplain_login_works() {
     let mut r = Raw::connect(b.addr).await;
     r.send_bytes(PROTOCOL_HEADER).await;
     let (_, m) = r.method().await.expect("start");
-    let Method::ConnectionStart(start) = m else { panic!("{m:?}") };
+    let Method::ConnectionStart(start) = m else {
+        panic!("{m:?}")
+    };
     assert!(start.mechanisms.to_string_lossy().contains("AMQPLAIN"));
     let mut creds = FieldTable::new();
     creds.insert("LOGIN", FieldValue::LongStr("guest".into()));
@@ -95,15 +110,32 @@ async fn negotiated_limits_follow_the_client() {
     assert_eq!(cfg.channel_max(), 10);
     assert_eq!(cfg.heartbeat(), 5);
     // A body larger than frame_max is split and still arrives whole.
-    let ch = within("channel", conn.create_channel()).await.expect("channel");
-    let q = within("declare", ch.queue_declare("".into(), Default::default(), Default::default()))
+    let ch = within("channel", conn.create_channel())
         .await
-        .expect("declare");
+        .expect("channel");
+    let q = within(
+        "declare",
+        ch.queue_declare("".into(), Default::default(), Default::default()),
+    )
+    .await
+    .expect("declare");
     let body = vec![7u8; 100_000];
-    within("publish", ch.basic_publish("".into(), q.name().clone(), Default::default(), &body, Default::default()))
+    within(
+        "publish",
+        ch.basic_publish(
+            "".into(),
+            q.name().clone(),
+            Default::default(),
+            &body,
+            Default::default(),
+        ),
+    )
+    .await
+    .expect("publish");
+    let got = within("get", ch.basic_get(q.name().clone(), Default::default()))
         .await
-        .expect("publish");
-    let got = within("get", ch.basic_get(q.name().clone(), Default::default())).await.expect("get").expect("message");
+        .expect("get")
+        .expect("message");
     assert_eq!(got.delivery.data, body);
     b.stop().await;
 }
@@ -143,7 +175,10 @@ async fn silent_peer_is_dropped_after_two_heartbeats() {
     // ... and closes the socket once two intervals pass without a frame from us.
     let waited = start.elapsed();
     assert!(saw_heartbeat, "broker sent no heartbeat");
-    assert!(waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6), "closed after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
+        "closed after {waited:?}"
+    );
     b.stop().await;
 }
 
@@ -156,7 +191,9 @@ async fn server_closes_with_connection_forced_on_shutdown() {
     let mut r = Raw::handshake(b.addr, 0).await;
     b.stop().await;
     let (_, m) = r.method().await.expect("close");
-    let Method::ConnectionClose(c) = m else { panic!("{m:?}") };
+    let Method::ConnectionClose(c) = m else {
+        panic!("{m:?}")
+    };
     assert_eq!(c.reply_code, 320);
 }
 

@@ -19,20 +19,60 @@ struct Witness {
 impl Witness {
     async fn new(url: &str) -> Witness {
         let conn = lapin_connect(url).await;
-        let ch = within("channel", conn.create_channel()).await.expect("channel");
-        let opts = QueueDeclareOptions { exclusive: true, ..Default::default() };
-        let q = within("declare", ch.queue_declare("".into(), opts, FieldTable::default())).await.expect("declare").name().clone();
-        let consumer = within("consume", ch.basic_consume(q.clone(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()))
+        let ch = within("channel", conn.create_channel())
             .await
-            .expect("consume");
-        Witness { _conn: conn, ch, q, consumer }
+            .expect("channel");
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        let q = within(
+            "declare",
+            ch.queue_declare("".into(), opts, FieldTable::default()),
+        )
+        .await
+        .expect("declare")
+        .name()
+        .clone();
+        let consumer = within(
+            "consume",
+            ch.basic_consume(
+                q.clone(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .expect("consume");
+        Witness {
+            _conn: conn,
+            ch,
+            q,
+            consumer,
+        }
     }
 
     async fn round_trip(&mut self) {
-        within("publish", self.ch.basic_publish("".into(), self.q.clone(), Default::default(), b"ping", Default::default()))
+        within(
+            "publish",
+            self.ch.basic_publish(
+                "".into(),
+                self.q.clone(),
+                Default::default(),
+                b"ping",
+                Default::default(),
+            ),
+        )
+        .await
+        .expect("publish");
+        let d = within("delivery", self.consumer.next())
             .await
-            .expect("publish");
-        let d = within("delivery", self.consumer.next()).await.expect("stream").expect("delivery");
+            .expect("stream")
+            .expect("delivery");
         assert_eq!(d.data, b"ping");
     }
 }
@@ -55,7 +95,11 @@ async fn expect_connection_close(r: &mut Raw, code: u16) {
 async fn open_channel(r: &mut Raw, id: u16) {
     r.send(id, &Method::ChannelOpen).await;
     let (ch, m) = r.method().await.expect("open-ok");
-    assert_eq!((ch, matches!(m, Method::ChannelOpenOk)), (id, true), "{m:?}");
+    assert_eq!(
+        (ch, matches!(m, Method::ChannelOpenOk)),
+        (id, true),
+        "{m:?}"
+    );
 }
 
 #[tokio::test]
@@ -63,7 +107,8 @@ async fn garbage_after_handshake_is_a_frame_error() {
     let b = broker().await;
     let mut w = Witness::new(&b.url).await;
     let mut r = Raw::handshake(b.addr, 0).await;
-    r.send_bytes(b"\x42this is not an amqp frame at all......").await;
+    r.send_bytes(b"\x42this is not an amqp frame at all......")
+        .await;
     expect_connection_close(&mut r, 501).await;
     w.round_trip().await;
     b.stop().await;
@@ -157,19 +202,41 @@ async fn many_channels_and_channel_close() {
     let conn = lapin_connect(&b.url).await;
     let mut channels = Vec::new();
     for _ in 0..100 {
-        channels.push(within("channel", conn.create_channel()).await.expect("channel"));
+        channels.push(
+            within("channel", conn.create_channel())
+                .await
+                .expect("channel"),
+        );
     }
     for (i, ch) in channels.iter().enumerate() {
-        let opts = QueueDeclareOptions { exclusive: true, ..Default::default() };
-        within("declare", ch.queue_declare("".into(), opts, FieldTable::default())).await.expect("declare");
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        within(
+            "declare",
+            ch.queue_declare("".into(), opts, FieldTable::default()),
+        )
+        .await
+        .expect("declare");
         if i % 2 == 0 {
-            within("close", ch.close(200, "bye".into())).await.expect("close");
+            within("close", ch.close(200, "bye".into()))
+                .await
+                .expect("close");
         }
     }
     // The odd ones still work.
     for ch in channels.iter().skip(1).step_by(2) {
-        let opts = QueueDeclareOptions { exclusive: true, ..Default::default() };
-        within("declare", ch.queue_declare("".into(), opts, FieldTable::default())).await.expect("declare");
+        let opts = QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        };
+        within(
+            "declare",
+            ch.queue_declare("".into(), opts, FieldTable::default()),
+        )
+        .await
+        .expect("declare");
     }
     b.stop().await;
 }
@@ -179,7 +246,8 @@ async fn channel_flow_is_answered() {
     let b = broker().await;
     let mut r = Raw::handshake(b.addr, 0).await;
     open_channel(&mut r, 1).await;
-    r.send(1, &Method::ChannelFlow(ChannelFlow { active: true })).await;
+    r.send(1, &Method::ChannelFlow(ChannelFlow { active: true }))
+        .await;
     let (ch, m) = r.method().await.expect("flow-ok");
     assert_eq!(ch, 1);
     assert_eq!(m, Method::ChannelFlowOk(ChannelFlowOk { active: true }));

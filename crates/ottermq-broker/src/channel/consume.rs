@@ -17,7 +17,9 @@ use std::sync::Arc;
 pub enum Settle {
     Ack,
     /// nack / reject: back to the queue, or dropped.
-    Drop { requeue: bool },
+    Drop {
+        requeue: bool,
+    },
 }
 
 /// A settlement deferred by a transaction until tx.commit.
@@ -29,7 +31,10 @@ pub(super) struct DeferredSettle {
 impl Channel {
     pub(super) fn basic_qos(&mut self, m: BasicQos) -> AmqpResult<()> {
         if m.prefetch_size != 0 {
-            return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
         }
         if m.global {
             self.shared.set_global_prefetch(m.prefetch_count as u32);
@@ -49,15 +54,24 @@ impl Channel {
         } else {
             m.consumer_tag
         };
-        if self.shared.consumers.lock().iter().any(|(_, c)| c.tag == tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+        if self
+            .shared
+            .consumers
+            .lock()
+            .iter()
+            .any(|(_, c)| c.tag == tag)
+        {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         let priority = m
             .arguments
             .get("x-priority")
             .map(|v| {
-                v.as_i64()
-                    .ok_or_else(|| AmqpError::precondition_failed("invalid arg 'x-priority': not an integer"))
+                v.as_i64().ok_or_else(|| {
+                    AmqpError::precondition_failed("invalid arg 'x-priority': not an integer")
+                })
             })
             .transpose()?
             .unwrap_or(0)
@@ -74,7 +88,9 @@ impl Channel {
         q.add_consumer(consumer.clone())?;
         self.shared.consumers.lock().push((q.clone(), consumer));
         if !m.nowait {
-            self.send(&Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }));
+            self.send(&Method::BasicConsumeOk(BasicConsumeOk {
+                consumer_tag: tag,
+            }));
         }
         q.drive();
         Ok(())
@@ -99,7 +115,12 @@ impl Channel {
     }
 
     /// Takes a consumer off its queue; an auto-delete queue left without consumers goes.
-    pub(super) fn consumer_removed(&mut self, ctx: &mut ConnCtx, q: &Arc<Queue>, c: &Arc<Consumer>) {
+    pub(super) fn consumer_removed(
+        &mut self,
+        ctx: &mut ConnCtx,
+        q: &Arc<Queue>,
+        c: &Arc<Consumer>,
+    ) {
         if let CancelOutcome::Removed {
             now_unused_auto_delete: true,
         } = q.remove_consumer(c)
@@ -185,7 +206,8 @@ fn remember(touched: &mut SmallVec<[Arc<Queue>; 4]>, q: Arc<Queue>) {
 /// Returns unacked deliveries to their queues (each queue gets its messages in one go, and
 /// puts them back at their original positions).
 pub(crate) fn requeue_all(entries: Vec<Unacked>) {
-    let mut groups: SmallVec<[(Arc<Queue>, Vec<crate::message::QueuedMessage>); 4]> = SmallVec::new();
+    let mut groups: SmallVec<[(Arc<Queue>, Vec<crate::message::QueuedMessage>); 4]> =
+        SmallVec::new();
     for u in entries {
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, v)) => v.push(u.message),

@@ -7,8 +7,8 @@ use crate::exchange::{Binding, Destination, ExchangeKind};
 use crate::queue::{Queue, QueueOptions};
 use crate::vhost::ExchangeSpec;
 use ottermq_protocol::{
-    ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind, Method, QueueBind, QueueDeclare, QueueDeclareOk,
-    QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, ShortStr,
+    ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind, Method, QueueBind, QueueDeclare,
+    QueueDeclareOk, QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, ShortStr,
 };
 use std::sync::Arc;
 
@@ -25,11 +25,17 @@ pub(crate) fn generated_name(prefix: &str) -> ShortStr {
 }
 
 fn reserved_prefix(kind: &str, name: &ShortStr) -> AmqpError {
-    AmqpError::access_refused(format!("{kind} name '{name}' contains reserved prefix 'amq.*'"))
+    AmqpError::access_refused(format!(
+        "{kind} name '{name}' contains reserved prefix 'amq.*'"
+    ))
 }
 
 impl Channel {
-    pub(super) fn exchange_declare(&mut self, ctx: &mut ConnCtx, m: ExchangeDeclare) -> AmqpResult<()> {
+    pub(super) fn exchange_declare(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: ExchangeDeclare,
+    ) -> AmqpResult<()> {
         if m.passive {
             if m.exchange.is_empty() {
                 // The default exchange always exists.
@@ -37,10 +43,13 @@ impl Channel {
                 ctx.vhost.get_exchange(&m.exchange)?;
             }
         } else {
-            let kind = ExchangeKind::parse(m.kind.as_bytes())
-                .ok_or_else(|| AmqpError::command_invalid(format!("unknown exchange type '{}'", m.kind)))?;
+            let kind = ExchangeKind::parse(m.kind.as_bytes()).ok_or_else(|| {
+                AmqpError::command_invalid(format!("unknown exchange type '{}'", m.kind))
+            })?;
             if m.exchange.is_empty() {
-                return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
             }
             if m.exchange.as_bytes().starts_with(b"amq.") {
                 // Re-declaring a predefined exchange equivalently is allowed, as in RabbitMQ.
@@ -64,9 +73,15 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange_delete(&mut self, ctx: &mut ConnCtx, m: ExchangeDelete) -> AmqpResult<()> {
+    pub(super) fn exchange_delete(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: ExchangeDelete,
+    ) -> AmqpResult<()> {
         if m.exchange.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         if m.exchange.as_bytes().starts_with(b"amq.") {
             return Err(AmqpError::access_refused(format!(
@@ -86,7 +101,9 @@ impl Channel {
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         if dest.name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         ctx.vhost.bind(
             &src,
@@ -102,7 +119,11 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn exchange_unbind(&mut self, ctx: &mut ConnCtx, m: ExchangeUnbind) -> AmqpResult<()> {
+    pub(super) fn exchange_unbind(
+        &mut self,
+        ctx: &mut ConnCtx,
+        m: ExchangeUnbind,
+    ) -> AmqpResult<()> {
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         ctx.vhost.unbind(
@@ -157,10 +178,8 @@ impl Channel {
                 arguments: m.arguments,
             };
             let (q, created) = ctx.vhost.declare_queue(name, options, ctx.conn.id)?;
-            if created {
-                if q.owner.is_some() {
-                    ctx.exclusive_queues.push(q.clone());
-                }
+            if created && q.owner.is_some() {
+                ctx.exclusive_queues.push(q.clone());
             }
             q
         };
@@ -254,7 +273,10 @@ pub(crate) fn delete_queue(ctx: &mut ConnCtx, q: &Arc<Queue>) -> u32 {
     let (n, consumers) = ctx.vhost.delete_queue(q);
     ctx.exclusive_queues.retain(|x| !Arc::ptr_eq(x, q));
     for c in consumers {
-        c.channel.consumers.lock().retain(|(_, x)| !Arc::ptr_eq(x, &c));
+        c.channel
+            .consumers
+            .lock()
+            .retain(|(_, x)| !Arc::ptr_eq(x, &c));
         if c.channel.cancel_notify && !c.channel.is_closed() {
             let id = c.channel.id;
             let tag = c.tag.clone();

@@ -94,15 +94,17 @@ impl Channel {
     pub fn handle_method(&mut self, ctx: &mut ConnCtx, method: Method) -> AmqpResult<()> {
         let (class_id, method_id) = (method.class_id(), method.method_id());
         if self.pending.is_some() {
-            return Err(AmqpError::unexpected_frame(format!(
-                "expected content header for class 60, got non content header frame instead"
-            ))
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            )
             .on(class_id, method_id));
         }
         let r = match method {
             Method::ChannelFlow(f) => {
                 self.shared.set_flow(f.active);
-                self.send(&Method::ChannelFlowOk(ottermq_protocol::ChannelFlowOk { active: f.active }));
+                self.send(&Method::ChannelFlowOk(ottermq_protocol::ChannelFlowOk {
+                    active: f.active,
+                }));
                 if f.active {
                     self.shared.resume();
                 }
@@ -129,7 +131,11 @@ impl Channel {
                 m.multiple,
                 consume::Settle::Drop { requeue: m.requeue },
             ),
-            Method::BasicReject(m) => self.settle(m.delivery_tag, false, consume::Settle::Drop { requeue: m.requeue }),
+            Method::BasicReject(m) => self.settle(
+                m.delivery_tag,
+                false,
+                consume::Settle::Drop { requeue: m.requeue },
+            ),
             Method::BasicRecover(m) => self.recover(m.requeue, true),
             Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
             Method::ConfirmSelect(m) => self.confirm_select(m.nowait),

@@ -158,7 +158,9 @@ impl Channel {
     }
 
     fn complete_publish(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
         let (_, properties) = p.header.unwrap_or_else(|| (0, RawProperties::empty()));
         let body = match p.body {
             Body::Empty => Bytes::new(),
@@ -192,7 +194,13 @@ impl Channel {
     }
 
     /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
-    fn route_message(&mut self, ctx: &mut ConnCtx, exchange: &Arc<Exchange>, msg: Message, mandatory: bool) {
+    fn route_message(
+        &mut self,
+        ctx: &mut ConnCtx,
+        exchange: &Arc<Exchange>,
+        msg: Message,
+        mandatory: bool,
+    ) {
         if exchange.name.is_empty() {
             // Default exchange: the routing key names the queue. Cached, so a steady publisher
             // does not take the vhost's queue-map lock per message.
@@ -264,7 +272,9 @@ impl Channel {
 
     pub(super) fn confirm_select(&mut self, nowait: bool) -> AmqpResult<()> {
         if self.tx.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from tx to confirm mode",
+            ));
         }
         self.confirms.get_or_insert_with(Confirms::default);
         if !nowait {
@@ -275,7 +285,9 @@ impl Channel {
 
     pub(super) fn tx_select(&mut self) -> AmqpResult<()> {
         if self.confirms.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from confirm to tx mode",
+            ));
         }
         self.tx.get_or_insert_with(Tx::default);
         self.send(&Method::TxSelectOk);
@@ -284,7 +296,9 @@ impl Channel {
 
     pub(super) fn tx_commit(&mut self, ctx: &mut ConnCtx) -> AmqpResult<()> {
         let Some(tx) = self.tx.as_mut() else {
-            return Err(AmqpError::precondition_failed("channel is not transactional"));
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
         };
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
@@ -300,7 +314,9 @@ impl Channel {
 
     pub(super) fn tx_rollback(&mut self) -> AmqpResult<()> {
         let Some(tx) = self.tx.as_mut() else {
-            return Err(AmqpError::precondition_failed("channel is not transactional"));
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
         };
         tx.publishes.clear();
         // Settlements are undone: the messages are unacknowledged again, as in RabbitMQ.

@@ -72,7 +72,9 @@ impl ChannelShared {
     }
 
     pub fn can_deliver(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.flow_active.load(Ordering::Relaxed) && !self.out.is_congested()
+        !self.closed.load(Ordering::Acquire)
+            && self.flow_active.load(Ordering::Relaxed)
+            && !self.out.is_congested()
     }
 
     pub fn has_global_credit(&self) -> bool {
@@ -98,7 +100,14 @@ impl ChannelShared {
 
     /// Sends basic.deliver with the message to `consumer`. Returns the message back when the
     /// channel closed in the meantime.
-    pub fn deliver(&self, consumer: &Arc<Consumer>, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
+    // The message goes back by value: boxing it would allocate per delivery on the hot path.
+    #[allow(clippy::result_large_err)]
+    pub fn deliver(
+        &self,
+        consumer: &Arc<Consumer>,
+        queue: &Arc<Queue>,
+        qm: QueuedMessage,
+    ) -> Result<(), QueuedMessage> {
         let mut st = self.state.lock();
         if self.closed.load(Ordering::Acquire) {
             return Err(qm);
@@ -172,7 +181,9 @@ impl ChannelShared {
             let pos = st
                 .unacked
                 .binary_search_by_key(&tag, |u| u.tag)
-                .map_err(|_| AmqpError::precondition_failed(format!("unknown delivery tag {tag}")))?;
+                .map_err(|_| {
+                    AmqpError::precondition_failed(format!("unknown delivery tag {tag}"))
+                })?;
             if multiple {
                 st.unacked.drain(..=pos).collect()
             } else {
@@ -218,9 +229,11 @@ impl ChannelShared {
         if taken.is_empty() {
             return;
         }
-        let _ = self.global_unacked.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(taken.len() as u32))
-        });
+        let _ = self
+            .global_unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(taken.len() as u32))
+            });
         for u in taken {
             if let Some(c) = &u.consumer {
                 c.settled(1);
@@ -231,7 +244,12 @@ impl ChannelShared {
     /// Delivers again to this channel's consumers: called when credit was freed or the
     /// outbound buffer drained.
     pub fn resume(&self) {
-        let queues: Vec<Arc<Queue>> = self.consumers.lock().iter().map(|(q, _)| q.clone()).collect();
+        let queues: Vec<Arc<Queue>> = self
+            .consumers
+            .lock()
+            .iter()
+            .map(|(q, _)| q.clone())
+            .collect();
         for q in queues {
             q.drive();
         }

@@ -9,7 +9,8 @@ use crate::error::AmqpError;
 use crate::RouteTargets;
 use ottermq_protocol::{
     check_protocol_header, ConnectionClose, ConnectionStart, ConnectionTune, FieldTable,
-    FieldValue, Frame, LongStr, Method, ProtocolHeaderCheck, ShortStr, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    FieldValue, Frame, LongStr, Method, ProtocolHeaderCheck, ShortStr, FRAME_MIN_SIZE,
+    PROTOCOL_HEADER,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,9 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         match check_protocol_header(&r.buf) {
             ProtocolHeaderCheck::Amqp091 => break,
             ProtocolHeaderCheck::Mismatch => {
-                r.handle.out.write(|b, _| b.extend_from_slice(PROTOCOL_HEADER));
+                r.handle
+                    .out
+                    .write(|b, _| b.extend_from_slice(PROTOCOL_HEADER));
                 return None;
             }
             ProtocolHeaderCheck::Incomplete => {
@@ -75,7 +78,13 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
             channel: 0,
             method: Method::ConnectionStartOk(m),
         }) => m,
-        Ok(_) => return refuse(r, AmqpError::command_invalid("expected connection.start-ok")).await,
+        Ok(_) => {
+            return refuse(
+                r,
+                AmqpError::command_invalid("expected connection.start-ok"),
+            )
+            .await
+        }
         Err(Some(e)) => return refuse(r, e).await,
         Err(None) => return None,
     };
@@ -129,16 +138,28 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         Err(Some(e)) => return refuse(r, e).await,
         Err(None) => return None,
     };
-    let frame_max = if tune_ok.frame_max == 0 { cfg.frame_max } else { tune_ok.frame_max };
+    let frame_max = if tune_ok.frame_max == 0 {
+        cfg.frame_max
+    } else {
+        tune_ok.frame_max
+    };
     if frame_max > cfg.frame_max {
-        let e = AmqpError::not_allowed(format!("frame_max={frame_max} > {} max size", cfg.frame_max));
+        let e = AmqpError::not_allowed(format!(
+            "frame_max={frame_max} > {} max size",
+            cfg.frame_max
+        ));
         return refuse(r, e).await;
     }
     if frame_max < FRAME_MIN_SIZE {
-        let e = AmqpError::not_allowed(format!("frame_max={frame_max} < {FRAME_MIN_SIZE} min size"));
+        let e =
+            AmqpError::not_allowed(format!("frame_max={frame_max} < {FRAME_MIN_SIZE} min size"));
         return refuse(r, e).await;
     }
-    let channel_max = if tune_ok.channel_max == 0 { cfg.channel_max } else { tune_ok.channel_max };
+    let channel_max = if tune_ok.channel_max == 0 {
+        cfg.channel_max
+    } else {
+        tune_ok.channel_max
+    };
     if channel_max > cfg.channel_max {
         let e = AmqpError::not_allowed(format!(
             "negotiated channel_max = {channel_max} is higher than the maximum allowed value ({})",
@@ -160,7 +181,11 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
     };
     let vhost_name = open.virtual_host.to_string_lossy().into_owned();
     let Some(vhost) = broker.vhost(&vhost_name) else {
-        return refuse(r, AmqpError::not_allowed(format!("vhost {vhost_name} not found"))).await;
+        return refuse(
+            r,
+            AmqpError::not_allowed(format!("vhost {vhost_name} not found")),
+        )
+        .await;
     };
     {
         let mut info = r.handle.info.lock();
@@ -203,7 +228,13 @@ async fn refuse(r: &mut Reader, e: AmqpError) -> Option<ConnCtx> {
     );
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Ok(f) = r.frame(0).await {
-            if matches!(f, Frame::Method { channel: 0, method: Method::ConnectionCloseOk }) {
+            if matches!(
+                f,
+                Frame::Method {
+                    channel: 0,
+                    method: Method::ConnectionCloseOk
+                }
+            ) {
                 break;
             }
         }

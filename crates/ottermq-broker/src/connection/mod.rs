@@ -66,7 +66,8 @@ impl ConnectionHandle {
 
     /// Consumers on this connection may take messages again (its outbound buffer drained).
     fn resume_consumers(&self) {
-        let channels: SmallVec<[Arc<ChannelShared>; 8]> = self.channels.lock().values().cloned().collect();
+        let channels: SmallVec<[Arc<ChannelShared>; 8]> =
+            self.channels.lock().values().cloned().collect();
         for ch in channels {
             ch.resume();
         }
@@ -86,7 +87,10 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let local = socket.local_addr().ok();
     let (rd, wr) = socket.into_split();
-    let out = Arc::new(Outbound::new(broker.config.frame_max, broker.config.outbound_high_water));
+    let out = Arc::new(Outbound::new(
+        broker.config.frame_max,
+        broker.config.outbound_high_water,
+    ));
     let handle = Arc::new(ConnectionHandle {
         id: broker.next_connection_id(),
         peer,
@@ -214,7 +218,9 @@ impl Connection {
                 }
             }
             if self.closing {
-                timer.as_mut().reset(tokio::time::Instant::now() + close_wait);
+                timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + close_wait);
             }
             tokio::select! {
                 more = self.reader.fill() => {
@@ -253,7 +259,13 @@ impl Connection {
                     return;
                 }
                 while let Ok(Some(f)) = decode_frame(&mut self.reader.buf, 0) {
-                    if matches!(f, Frame::Method { channel: 0, method: Method::ConnectionCloseOk }) {
+                    if matches!(
+                        f,
+                        Frame::Method {
+                            channel: 0,
+                            method: Method::ConnectionCloseOk
+                        }
+                    ) {
                         return;
                     }
                 }
@@ -320,7 +332,9 @@ impl Connection {
                 class_id,
                 body_size,
                 properties,
-            } => self.with_open_channel(channel, |ch, ctx| ch.handle_header(ctx, class_id, body_size, properties)),
+            } => self.with_open_channel(channel, |ch, ctx| {
+                ch.handle_header(ctx, class_id, body_size, properties)
+            }),
             Frame::Body { channel, payload } => {
                 self.with_open_channel(channel, |ch, ctx| ch.handle_body(ctx, payload))
             }
@@ -345,8 +359,11 @@ impl Connection {
             }
             Method::ConnectionBlocked(_) | Method::ConnectionUnblocked => None,
             other => {
-                let e = AmqpError::command_invalid(format!("unexpected method on channel 0: {}", other.name()))
-                    .on(other.class_id(), other.method_id());
+                let e = AmqpError::command_invalid(format!(
+                    "unexpected method on channel 0: {}",
+                    other.name()
+                ))
+                .on(other.class_id(), other.method_id());
                 self.connection_error(e);
                 None
             }
@@ -361,7 +378,9 @@ impl Connection {
         f: impl FnOnce(&mut Channel, &mut ConnCtx) -> Result<(), AmqpError>,
     ) -> Result<(), AmqpError> {
         let Some(ch) = self.channels.get_mut(&id) else {
-            return Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {id}")));
+            return Err(AmqpError::channel_error(format!(
+                "expected 'channel.open' on channel {id}"
+            )));
         };
         if ch.phase == ChannelPhase::Closing {
             return Ok(());
@@ -390,13 +409,18 @@ impl Connection {
             return match method {
                 Method::ChannelOpen => {
                     let handle = &self.reader.handle;
-                    let shared = Arc::new(ChannelShared::new(id, handle.id, handle.out.clone(), self.ctx.cancel_notify));
+                    let shared = Arc::new(ChannelShared::new(
+                        id,
+                        handle.id,
+                        handle.out.clone(),
+                        self.ctx.cancel_notify,
+                    ));
                     handle.channels.lock().insert(id, shared.clone());
                     self.channels.insert(id, Channel::new(shared));
                     self.reader.send(id, &Method::ChannelOpenOk);
                     Ok(())
                 }
-                other => Err(AmqpError::channel_error(format!("expected 'channel.open'"))
+                other => Err(AmqpError::channel_error("expected 'channel.open'")
                     .on(other.class_id(), other.method_id())),
             };
         };
@@ -414,7 +438,9 @@ impl Connection {
             return Ok(());
         }
         match method {
-            Method::ChannelOpen => Err(AmqpError::channel_error("second 'channel.open' seen").on(20, 10)),
+            Method::ChannelOpen => {
+                Err(AmqpError::channel_error("second 'channel.open' seen").on(20, 10))
+            }
             Method::ChannelClose(_) => {
                 ch.release(&mut self.ctx);
                 self.reader.send(id, &Method::ChannelCloseOk);

@@ -25,7 +25,8 @@ pub fn headers_match(args: &FieldTable, headers: Option<&FieldTable>) -> bool {
         if k == b"x-match" || (!with_x && k.starts_with(b"x-")) {
             continue;
         }
-        let found = headers.and_then(|h| h.iter().find(|(hk, _)| hk.as_bytes() == k).map(|(_, v)| v));
+        let found =
+            headers.and_then(|h| h.iter().find(|(hk, _)| hk.as_bytes() == k).map(|(_, v)| v));
         let ok = match found {
             None => false,
             Some(_) if matches!(want, FieldValue::Void) => true,
@@ -85,9 +86,10 @@ fn values_equal(a: &FieldValue, b: &FieldValue) -> bool {
         (Class::Float(x), Class::Float(y)) => x == y,
         (Class::Other(x), Class::Other(y)) => match (x, y) {
             // Short and long strings are one type on the wire RabbitMQ sees (longstr).
-            (FieldValue::LongStr(_) | FieldValue::ShortStr(_), FieldValue::LongStr(_) | FieldValue::ShortStr(_)) => {
-                x.as_str_bytes() == y.as_str_bytes()
-            }
+            (
+                FieldValue::LongStr(_) | FieldValue::ShortStr(_),
+                FieldValue::LongStr(_) | FieldValue::ShortStr(_),
+            ) => x.as_str_bytes() == y.as_str_bytes(),
             _ => x == y,
         },
         _ => false,
@@ -113,17 +115,38 @@ mod tests {
     #[test]
     fn all_any_and_with_x() {
         let msg = table(&[("a", s("1")), ("b", FieldValue::I32(2)), ("x-k", s("v"))]);
-        assert!(headers_match(&table(&[("a", s("1")), ("b", FieldValue::I64(2))]), Some(&msg)));
-        assert!(!headers_match(&table(&[("a", s("1")), ("c", s("3"))]), Some(&msg)));
-        assert!(headers_match(&table(&[("x-match", s("any")), ("a", s("1")), ("c", s("3"))]), Some(&msg)));
+        assert!(headers_match(
+            &table(&[("a", s("1")), ("b", FieldValue::I64(2))]),
+            Some(&msg)
+        ));
+        assert!(!headers_match(
+            &table(&[("a", s("1")), ("c", s("3"))]),
+            Some(&msg)
+        ));
+        assert!(headers_match(
+            &table(&[("x-match", s("any")), ("a", s("1")), ("c", s("3"))]),
+            Some(&msg)
+        ));
         assert!(!headers_match(&table(&[("x-match", s("any"))]), Some(&msg)));
         assert!(headers_match(&table(&[]), None));
         // plain `all` ignores x- keys in the binding; all-with-x does not
-        assert!(headers_match(&table(&[("x-k", s("nope")), ("a", s("1"))]), Some(&msg)));
-        assert!(!headers_match(&table(&[("x-match", s("all-with-x")), ("x-k", s("nope"))]), Some(&msg)));
-        assert!(headers_match(&table(&[("x-match", s("any-with-x")), ("x-k", s("v"))]), Some(&msg)));
+        assert!(headers_match(
+            &table(&[("x-k", s("nope")), ("a", s("1"))]),
+            Some(&msg)
+        ));
+        assert!(!headers_match(
+            &table(&[("x-match", s("all-with-x")), ("x-k", s("nope"))]),
+            Some(&msg)
+        ));
+        assert!(headers_match(
+            &table(&[("x-match", s("any-with-x")), ("x-k", s("v"))]),
+            Some(&msg)
+        ));
         // void: presence only
-        assert!(headers_match(&table(&[("b", FieldValue::Void)]), Some(&msg)));
+        assert!(headers_match(
+            &table(&[("b", FieldValue::Void)]),
+            Some(&msg)
+        ));
         // string "2" is not integer 2
         assert!(!headers_match(&table(&[("b", s("2"))]), Some(&msg)));
         assert!(validate_binding_args(&table(&[("x-match", s("some"))])).is_err());

@@ -174,8 +174,12 @@ impl Exchange {
         let mut t = self.table.write();
         match &mut *t {
             Table::Direct(m) => {
-                let Some(v) = m.get_mut(b.routing_key.as_bytes()) else { return false };
-                let Some(pos) = v.iter().position(|x| x == b) else { return false };
+                let Some(v) = m.get_mut(b.routing_key.as_bytes()) else {
+                    return false;
+                };
+                let Some(pos) = v.iter().position(|x| x == b) else {
+                    return false;
+                };
                 v.remove(pos);
                 if v.is_empty() {
                     m.remove(b.routing_key.as_bytes());
@@ -183,7 +187,9 @@ impl Exchange {
                 true
             }
             Table::Fanout(v) | Table::Headers(v) => {
-                let Some(pos) = v.iter().position(|x| x == b) else { return false };
+                let Some(pos) = v.iter().position(|x| x == b) else {
+                    return false;
+                };
                 v.remove(pos);
                 true
             }
@@ -236,7 +242,13 @@ impl Exchange {
 
     /// Collects the destinations matching a message into `out`, following exchange-to-exchange
     /// bindings (each exchange visited once, so binding loops terminate).
-    pub fn route(&self, routing_key: &[u8], props: &RawProperties, headers: &mut LazyHeaders, out: &mut RouteTargets) {
+    pub fn route(
+        &self,
+        routing_key: &[u8],
+        props: &RawProperties,
+        headers: &mut LazyHeaders,
+        out: &mut RouteTargets,
+    ) {
         let mut next: SmallVec<[Arc<Exchange>; 4]> = SmallVec::new();
         {
             let t = self.table.read();

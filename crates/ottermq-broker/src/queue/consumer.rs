@@ -68,6 +68,8 @@ impl Consumer {
         // Saturating: a settle after the count was reset by cancellation must not wrap.
         let _ = self
             .unacked
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
     }
 }

@@ -174,14 +174,18 @@ impl Queue {
     /// one is asked for while others exist.
     pub fn add_consumer(self: &Arc<Self>, consumer: Arc<Consumer>) -> AmqpResult<()> {
         let mut st = self.state.lock();
-        if st.consumers.iter().any(|c| c.exclusive) || (consumer.exclusive && !st.consumers.is_empty()) {
+        if st.consumers.iter().any(|c| c.exclusive)
+            || (consumer.exclusive && !st.consumers.is_empty())
+        {
             return Err(AmqpError::access_refused(format!(
                 "queue '{}' in vhost '{}' in exclusive use",
                 self.name, self.vhost
             )));
         }
         // Higher priority first; equal priorities keep arrival order for round-robin.
-        let pos = st.consumers.partition_point(|c| c.priority >= consumer.priority);
+        let pos = st
+            .consumers
+            .partition_point(|c| c.priority >= consumer.priority);
         st.consumers.insert(pos, consumer);
         st.had_consumer = true;
         Ok(())
@@ -198,7 +202,9 @@ impl Queue {
             st.cursor -= 1;
         }
         CancelOutcome::Removed {
-            now_unused_auto_delete: self.options.auto_delete && st.had_consumer && st.consumers.is_empty(),
+            now_unused_auto_delete: self.options.auto_delete
+                && st.had_consumer
+                && st.consumers.is_empty(),
         }
     }
 
@@ -256,6 +262,8 @@ impl QueueState {
     }
 
     /// Hands one message to the next consumer with credit among the highest-priority ones.
+    // By value, not boxed: a box would be a heap allocation per message on the hot path.
+    #[allow(clippy::result_large_err)]
     fn deliver_one(&mut self, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
         let n = self.consumers.len();
         if n == 0 {

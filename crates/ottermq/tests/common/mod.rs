@@ -31,15 +31,33 @@ impl TestBroker {
         self.server.is_none()
     }
     pub fn url_with(&self, user: &str, pass: &str, vhost: &str) -> String {
-        format!("amqp://{user}:{pass}@{}/{}", self.addr, vhost.replace('/', "%2f"))
+        format!(
+            "amqp://{user}:{pass}@{}/{}",
+            self.addr,
+            vhost.replace('/', "%2f")
+        )
     }
 }
 
 pub async fn broker() -> TestBroker {
     if let Ok(url) = std::env::var("OTTERMQ_TEST_URL") {
-        let hostport = url.rsplit('@').next().unwrap_or("").split('/').next().unwrap_or("");
-        let addr = tokio::net::lookup_host(hostport).await.expect("resolve").next().expect("addr");
-        return TestBroker { url, addr, server: None };
+        let hostport = url
+            .rsplit('@')
+            .next()
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let addr = tokio::net::lookup_host(hostport)
+            .await
+            .expect("resolve")
+            .next()
+            .expect("addr");
+        return TestBroker {
+            url,
+            addr,
+            server: None,
+        };
     }
     let server = ottermq::testing::start_test_broker().await;
     let addr = server.amqp_addr;
@@ -67,13 +85,19 @@ pub fn unique(prefix: &str) -> String {
 
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub async fn lapin_connect(url: &str) -> Connection {
-    within("lapin connect", Connection::connect(url, ConnectionProperties::default()))
-        .await
-        .expect("lapin connect")
+    within(
+        "lapin connect",
+        Connection::connect(url, ConnectionProperties::default()),
+    )
+    .await
+    .expect("lapin connect")
 }
 
 /// The AMQP reply code inside a lapin error, if it carries one.
@@ -100,7 +124,9 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        let sock = within("raw connect", TcpStream::connect(addr)).await.expect("connect");
+        let sock = within("raw connect", TcpStream::connect(addr))
+            .await
+            .expect("connect");
         Raw {
             sock,
             buf: BytesMut::new(),
@@ -123,7 +149,9 @@ impl Raw {
             if let Ok(Some(f)) = decode_frame(&mut self.buf, 0) {
                 return Some(f);
             }
-            let n = within("raw read", self.sock.read_buf(&mut self.buf)).await.ok()?;
+            let n = within("raw read", self.sock.read_buf(&mut self.buf))
+                .await
+                .ok()?;
             if n == 0 {
                 return None;
             }
@@ -170,7 +198,9 @@ impl Raw {
         )
         .await;
         let (_, m) = r.method().await.expect("tune");
-        let Method::ConnectionTune(t) = m else { panic!("expected tune, got {m:?}") };
+        let Method::ConnectionTune(t) = m else {
+            panic!("expected tune, got {m:?}")
+        };
         r.send(
             0,
             &Method::ConnectionTuneOk(ConnectionTuneOk {
