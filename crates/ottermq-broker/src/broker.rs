@@ -126,3 +126,36 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn guest_is_loopback_only_other_users_are_not() {
+        let mut cfg = BrokerConfig::default();
+        cfg.users.push(UserConfig {
+            name: "app".into(),
+            password: "pw".into(),
+            tags: vec![],
+        });
+        let b = Broker::new(cfg);
+        let lan = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            b.login("guest", "guest", lan).unwrap_err(),
+            LoginError::LoopbackOnly
+        );
+        assert!(b.login("guest", "guest", lo).is_ok());
+        assert!(b.login("app", "pw", lan).is_ok());
+        assert_eq!(
+            b.login("app", "nope", lo).unwrap_err(),
+            LoginError::BadPassword
+        );
+        assert_eq!(
+            b.login("who", "x", lo).unwrap_err(),
+            LoginError::UnknownUser
+        );
+    }
+}

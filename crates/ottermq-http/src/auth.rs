@@ -27,14 +27,19 @@ pub async fn require_user(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unauthorized)?;
-    let encoded = header.strip_prefix("Basic ").ok_or_else(ApiError::unauthorized)?;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .ok_or_else(ApiError::unauthorized)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .map_err(|_| ApiError::unauthorized())?;
     let text = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
     let (user, pass) = text.split_once(':').ok_or_else(ApiError::unauthorized)?;
     // One answer for every failure: no hint about which part was wrong.
-    let u = state.broker.login(user, pass, peer.ip()).map_err(|_| ApiError::unauthorized())?;
+    let u = state
+        .broker
+        .login(user, pass, peer.ip())
+        .map_err(|_| ApiError::unauthorized())?;
     req.extensions_mut().insert(AuthUser {
         name: u.name,
         tags: u.tags,

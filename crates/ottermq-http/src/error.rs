@@ -39,7 +39,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(json!({"error": self.error, "reason": self.reason}))).into_response();
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "reason": self.reason})),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -215,3 +215,73 @@ async fn client_initiated_close_gets_close_ok() {
     assert!(matches!(m, Method::ConnectionCloseOk), "{m:?}");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn configured_users_and_vhosts() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return; // configures the broker it starts
+    }
+    let server = ottermq::testing::start_test_broker_with(|s| {
+        s.broker.vhosts.push("app".into());
+        s.broker.users.push(ottermq_broker::UserConfig {
+            name: "svc".into(),
+            password: "s3cret".into(),
+            tags: vec![],
+        });
+    })
+    .await;
+    let url = format!("amqp://svc:s3cret@{}/app", server.amqp_addr);
+    let conn = lapin_connect(&url).await;
+    let ch = within("channel", conn.create_channel())
+        .await
+        .expect("channel");
+    within(
+        "declare",
+        ch.queue_declare("in-app".into(), Default::default(), Default::default()),
+    )
+    .await
+    .expect("declare");
+    // The queue lives in vhost "app", not in "/".
+    let guest = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let gch = within("channel", guest.create_channel())
+        .await
+        .expect("channel");
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    assert_code(
+        within(
+            "passive",
+            gch.queue_declare("in-app".into(), passive, Default::default()),
+        )
+        .await,
+        404,
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_method_arguments_are_a_syntax_error() {
+    let b = broker().await;
+    let mut r = Raw::handshake(b.addr, 0).await;
+    // queue.declare (50/10) cut off in the middle of its queue name.
+    let payload = [0u8, 50, 0, 10, 0, 0, 9, b'a', b'b'];
+    let mut f = bytes::BytesMut::new();
+    f.extend_from_slice(&[FRAME_METHOD, 0, 1]);
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.extend_from_slice(&[FRAME_END]);
+    r.send_bytes(&f).await;
+    loop {
+        match r.method().await {
+            Some((0, Method::ConnectionClose(c))) => {
+                assert_eq!(c.reply_code, 502, "{c:?}");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without connection.close"),
+        }
+    }
+    b.stop().await;
+}
