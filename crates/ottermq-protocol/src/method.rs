@@ -156,8 +156,15 @@ macro_rules! methods {
                 let mut d = Decoder::new(payload);
                 let class = d.u16()?;
                 let method = d.u16()?;
-                let m = Self::decode_args(class, method, &mut d).map_err(|e| e.on(class, method))?;
-                Ok(m)
+                // Arguments that do not parse: RabbitMQ answers FRAME_ERROR "cannot decode"
+                // (checked against RabbitMQ 3.10), so the same code is used here.
+                Self::decode_args(class, method, &mut d).map_err(|e| {
+                    if e.code == crate::reply_code::SYNTAX_ERROR {
+                        ProtocolError::frame(format!("cannot decode {}", e.text)).on(class, method)
+                    } else {
+                        e.on(class, method)
+                    }
+                })
             }
 
             fn decode_args(class: u16, method: u16, d: &mut Decoder) -> Result<Method, ProtocolError> {
