@@ -1,0 +1,425 @@
+//! `ottermq-perf`: drives producers and consumers against any AMQP 0-9-1 broker and reports
+//! send / receive rates and end-to-end latency (each body carries its send time).
+
+mod client;
+
+use anyhow::Context;
+use bytes::BytesMut;
+use clap::Parser;
+use client::Conn;
+use ottermq_protocol::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ottermq-perf",
+    about = "AMQP 0-9-1 load generator (PerfTest-like)"
+)]
+struct Opts {
+    /// Broker URI: amqp://user:pass@host:port/vhost
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    uri: String,
+    #[arg(long, short = 'x', default_value_t = 1)]
+    producers: usize,
+    #[arg(long, short = 'y', default_value_t = 1)]
+    consumers: usize,
+    /// Message body size in bytes (at least 8: the send timestamp)
+    #[arg(long, short = 's', default_value_t = 16)]
+    size: usize,
+    /// Run time in seconds
+    #[arg(long, short = 'z', default_value_t = 10)]
+    duration: u64,
+    #[arg(long, default_value = "ottermq-perf")]
+    queue: String,
+    /// Consumers ack manually (default: autoack)
+    #[arg(long)]
+    manual_ack: bool,
+    /// basic.qos prefetch for manual-ack consumers
+    #[arg(long, default_value_t = 100)]
+    prefetch: u16,
+    /// With --manual-ack: ack every N messages with multiple=true
+    #[arg(long, default_value_t = 1)]
+    multi_ack: u64,
+    /// Publisher confirms with at most N unconfirmed messages per producer (0: off)
+    #[arg(long, default_value_t = 0)]
+    confirm: u64,
+    /// delivery-mode 2 and a durable queue
+    #[arg(long)]
+    persistent: bool,
+    /// Messages per second per producer (0: as fast as possible)
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Publishes encoded per socket write
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Print only the final JSON line
+    #[arg(long)]
+    quiet: bool,
+}
+
+struct Target {
+    addr: String,
+    user: String,
+    pass: String,
+    vhost: String,
+}
+
+fn parse_uri(uri: &str) -> anyhow::Result<Target> {
+    let rest = uri
+        .strip_prefix("amqp://")
+        .context("URI must start with amqp://")?;
+    let (creds, hostpart) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
+    let (user, pass) = creds.split_once(':').unwrap_or((creds, ""));
+    let (addr, vhost) = hostpart.split_once('/').unwrap_or((hostpart, "%2f"));
+    let vhost = if vhost.is_empty() {
+        "/".to_string()
+    } else {
+        vhost.replace("%2f", "/").replace("%2F", "/")
+    };
+    Ok(Target {
+        addr: addr.to_string(),
+        user: user.to_string(),
+        pass: pass.to_string(),
+        vhost,
+    })
+}
+
+#[derive(Default)]
+struct Stats {
+    sent: AtomicU64,
+    confirmed: AtomicU64,
+    received: AtomicU64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = Opts::parse();
+    anyhow::ensure!(o.size >= 8, "--size must be at least 8 (the timestamp)");
+    let t = Arc::new(parse_uri(&o.uri)?);
+    let epoch = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // Set up the queue from a control connection.
+    let mut ctl = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
+    ctl.send(
+        1,
+        &Method::QueueDeclare(QueueDeclare {
+            queue: o.queue.as_str().into(),
+            durable: o.persistent,
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let Method::QueueDeclareOk(_) = ctl.method().await? else {
+        anyhow::bail!("queue.declare failed")
+    };
+    ctl.send(
+        1,
+        &Method::QueuePurge(QueuePurge {
+            queue: o.queue.as_str().into(),
+            nowait: false,
+        }),
+    )
+    .await?;
+    ctl.method().await?;
+
+    let mut consumers = Vec::new();
+    for _ in 0..o.consumers {
+        let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
+        consumers.push(tokio::spawn(consume(
+            conn,
+            o.clone(),
+            epoch,
+            stats.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut producers = Vec::new();
+    for _ in 0..o.producers {
+        let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
+        producers.push(tokio::spawn(produce(
+            conn,
+            o.clone(),
+            epoch,
+            stats.clone(),
+            stop.clone(),
+        )));
+    }
+
+    let start = Instant::now();
+    let (mut last_sent, mut last_recv) = (0, 0);
+    for sec in 1..=o.duration {
+        tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
+        let (s, r) = (
+            stats.sent.load(Ordering::Relaxed),
+            stats.received.load(Ordering::Relaxed),
+        );
+        if !o.quiet {
+            eprintln!(
+                "time {sec}s, sent {} msg/s, received {} msg/s",
+                s - last_sent,
+                r - last_recv
+            );
+        }
+        (last_sent, last_recv) = (s, r);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let sent = stats.sent.load(Ordering::Relaxed);
+    let received = stats.received.load(Ordering::Relaxed);
+    for p in producers {
+        p.abort();
+    }
+    let mut latencies = Vec::new();
+    for c in consumers {
+        // Consumers see the stop flag within one read timeout and hand back their samples.
+        if let Ok(Ok(Ok(mut l))) = tokio::time::timeout(Duration::from_secs(5), c).await {
+            latencies.append(&mut l);
+        }
+    }
+    latencies.sort_unstable();
+    let pct = |q: f64| -> u64 {
+        if latencies.is_empty() {
+            return 0;
+        }
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies[i] as u64
+    };
+    let report = serde_json::json!({
+        "uri_host": t.addr,
+        "producers": o.producers, "consumers": o.consumers, "size": o.size,
+        "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate,
+        "seconds": elapsed,
+        "sent": sent, "received": received,
+        "confirmed": stats.confirmed.load(Ordering::Relaxed),
+        "send_rate": sent as f64 / elapsed, "receive_rate": received as f64 / elapsed,
+        "latency_us": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0), "samples": latencies.len()},
+    });
+    println!("{report}");
+    ctl.send(
+        1,
+        &Method::QueueDelete(QueueDelete {
+            queue: o.queue.as_str().into(),
+            ..Default::default()
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Publishes in batches until stopped, honouring the confirm window and the rate limit.
+async fn produce(
+    mut c: Conn,
+    o: Opts,
+    epoch: Instant,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let props = if o.persistent {
+        BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .to_raw()
+    } else {
+        RawProperties::empty()
+    };
+    let confirmed = Arc::new(AtomicU64::new(0));
+    let window = Arc::new(tokio::sync::Notify::new());
+    if o.confirm > 0 {
+        c.send(1, &Method::ConfirmSelect(ConfirmSelect { nowait: false }))
+            .await?;
+        c.method().await?;
+    }
+    let Conn {
+        mut rd,
+        mut wr,
+        buf: rbuf,
+        frame_max,
+    } = c;
+    // Reads confirms (and anything else) so the socket never backs up.
+    let reader = {
+        let (confirmed, window, stats) = (confirmed.clone(), window.clone(), stats.clone());
+        tokio::spawn(async move {
+            let mut buf = rbuf;
+            loop {
+                while let Ok(Some(f)) = decode_frame(&mut buf, 0) {
+                    if let Frame::Method {
+                        method: Method::BasicAck(a),
+                        ..
+                    } = f
+                    {
+                        let prev = confirmed.load(Ordering::Relaxed);
+                        let now = if a.multiple {
+                            a.delivery_tag
+                        } else {
+                            prev.max(a.delivery_tag)
+                        };
+                        if now > prev {
+                            confirmed.store(now, Ordering::Relaxed);
+                            stats.confirmed.fetch_add(now - prev, Ordering::Relaxed);
+                            window.notify_one();
+                        }
+                    }
+                }
+                use tokio::io::AsyncReadExt;
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    let mut out = BytesMut::with_capacity(o.batch * (o.size + 64));
+    let mut body = vec![0u8; o.size];
+    let mut seq = 0u64;
+    let started = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut n = o.batch as u64;
+        if o.confirm > 0 {
+            loop {
+                let in_flight = seq - confirmed.load(Ordering::Relaxed);
+                if in_flight < o.confirm {
+                    n = n.min(o.confirm - in_flight);
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(100), window.notified()).await;
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+        }
+        if o.rate > 0 {
+            let due = (started.elapsed().as_secs_f64() * o.rate as f64) as u64;
+            if due <= seq {
+                tokio::time::sleep(Duration::from_micros(1_000_000 / o.rate.max(1))).await;
+                continue;
+            }
+            n = n.min(due - seq);
+        }
+        out.clear();
+        for _ in 0..n {
+            let ts = epoch.elapsed().as_nanos() as u64;
+            body[..8].copy_from_slice(&ts.to_be_bytes());
+            encode_method(
+                &mut out,
+                1,
+                &Method::BasicPublish(BasicPublish {
+                    exchange: ShortStr::default(),
+                    routing_key: ShortStr::from(o.queue.as_str()),
+                    mandatory: false,
+                    immediate: false,
+                }),
+            );
+            encode_content(&mut out, 1, &props, &body, frame_max);
+        }
+        wr.write_all(&out).await?;
+        seq += n;
+        stats.sent.fetch_add(n, Ordering::Relaxed);
+    }
+    reader.abort();
+    Ok(())
+}
+
+/// Consumes until stopped; returns the end-to-end latencies seen, in microseconds.
+async fn consume(
+    mut c: Conn,
+    o: Opts,
+    epoch: Instant,
+    stats: Arc<Stats>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Vec<u32>> {
+    if o.manual_ack {
+        c.send(
+            1,
+            &Method::BasicQos(BasicQos {
+                prefetch_size: 0,
+                prefetch_count: o.prefetch,
+                global: false,
+            }),
+        )
+        .await?;
+        c.method().await?;
+    }
+    c.send(
+        1,
+        &Method::BasicConsume(BasicConsume {
+            queue: o.queue.as_str().into(),
+            no_ack: !o.manual_ack,
+            ..Default::default()
+        }),
+    )
+    .await?;
+    let Method::BasicConsumeOk(_) = c.method().await? else {
+        anyhow::bail!("basic.consume failed")
+    };
+    let mut latencies = Vec::with_capacity(1 << 20);
+    let mut last_tag = 0u64;
+    let mut unacked = 0u64;
+    let mut acks = BytesMut::new();
+    let mut want_body = false;
+    while !stop.load(Ordering::Relaxed) {
+        let mut got = 0u64;
+        loop {
+            match decode_frame(&mut c.buf, 0)? {
+                Some(Frame::Method {
+                    method: Method::BasicDeliver(d),
+                    ..
+                }) => {
+                    last_tag = d.delivery_tag;
+                    want_body = true;
+                }
+                Some(Frame::Body { payload, .. }) if want_body => {
+                    want_body = false;
+                    if payload.len() >= 8 {
+                        let mut ts = [0u8; 8];
+                        ts.copy_from_slice(&payload[..8]);
+                        let sent = u64::from_be_bytes(ts);
+                        let now = epoch.elapsed().as_nanos() as u64;
+                        latencies
+                            .push((now.saturating_sub(sent) / 1000).min(u32::MAX as u64) as u32);
+                    }
+                    got += 1;
+                    unacked += 1;
+                    if o.manual_ack && unacked >= o.multi_ack {
+                        encode_method(
+                            &mut acks,
+                            1,
+                            &Method::BasicAck(BasicAck {
+                                delivery_tag: last_tag,
+                                multiple: true,
+                            }),
+                        );
+                        unacked = 0;
+                    }
+                }
+                Some(Frame::Method {
+                    method: Method::ChannelClose(cl),
+                    ..
+                }) => {
+                    anyhow::bail!("channel closed: {} {}", cl.reply_code, cl.reply_text)
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        if got > 0 {
+            stats.received.fetch_add(got, Ordering::Relaxed);
+        }
+        if !acks.is_empty() {
+            c.wr.write_all(&acks).await?;
+            acks.clear();
+        }
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.buf)).await {
+            Ok(Ok(0)) => anyhow::bail!("connection closed by broker"),
+            Ok(Err(e)) => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(latencies)
+}
