@@ -6,6 +6,7 @@ pub mod config;
 use config::Settings;
 use ottermq_broker::server::AmqpListener;
 use ottermq_broker::Broker;
+use ottermq_http::state::{AppState, Readiness};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ pub struct RunningServer {
     pub amqp_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
+    readiness: Arc<Readiness>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -36,20 +38,48 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%amqp_addr, "AMQP listener ready");
+    let readiness = Arc::new(Readiness::default());
+    readiness.amqp_addr.set(amqp_addr).ok();
+    let mut tasks = vec![amqp_task];
+    let mut http_addr = None;
+    if let Some(addr) = settings.http_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        http_addr = Some(bound);
+        let state = AppState {
+            broker: broker.clone(),
+            readiness: readiness.clone(),
+        };
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = ottermq_http::serve(listener, state, shutdown).await {
+                tracing::error!(error = %e, "management HTTP server failed");
+            }
+        }));
+        tracing::info!(http_addr = %bound, "management HTTP listener ready");
+    }
+    // Nothing to recover from disk yet: ready as soon as the listeners accept.
+    readiness.set_ready(true);
     Ok(RunningServer {
         amqp_addr,
-        http_addr: None,
+        http_addr,
         broker,
+        readiness,
         stop,
-        tasks: vec![amqp_task],
+        tasks,
     })
 }
 
 impl RunningServer {
     /// Stops accepting, closes every connection with CONNECTION_FORCED and waits for them.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        // Not ready from the first moment of shutdown, so load balancers stop sending traffic.
+        self.readiness.set_ready(false);
         self.broker.shutdown(Duration::from_secs(5)).await;
+        let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }

@@ -1,0 +1,141 @@
+//! Broker objects as RabbitMQ-shaped JSON.
+
+use ottermq_broker::channel::shared::ChannelShared;
+use ottermq_broker::connection::ConnectionHandle;
+use ottermq_broker::exchange::{Binding, Destination, Exchange};
+use ottermq_broker::queue::Queue;
+use ottermq_protocol::{FieldTable, FieldValue, ShortStr};
+use serde_json::{json, Map, Value};
+
+pub fn table_json(t: &FieldTable) -> Value {
+    let mut m = Map::new();
+    for (k, v) in t.iter() {
+        m.insert(k.to_string(), value_json(v));
+    }
+    Value::Object(m)
+}
+
+fn value_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Bool(b) => json!(b),
+        FieldValue::F32(x) => json!(x),
+        FieldValue::F64(x) => json!(x),
+        FieldValue::Decimal { scale, value } => json!(*value as f64 / 10f64.powi(*scale as i32)),
+        FieldValue::LongStr(s) => json!(s.to_string_lossy()),
+        FieldValue::ShortStr(s) => json!(s.to_string_lossy()),
+        FieldValue::Bytes(b) => json!(String::from_utf8_lossy(b)),
+        FieldValue::Array(a) => Value::Array(a.iter().map(value_json).collect()),
+        FieldValue::Timestamp(t) => json!(t),
+        FieldValue::Table(t) => table_json(t),
+        FieldValue::Void => Value::Null,
+        FieldValue::U64(x) => json!(x),
+        other => json!(other.as_i64()),
+    }
+}
+
+pub fn queue_json(q: &Queue) -> Value {
+    let c = q.counts();
+    json!({
+        "name": q.name.to_string(),
+        "vhost": &*q.vhost,
+        "durable": q.options.durable,
+        "auto_delete": q.options.auto_delete,
+        "exclusive": q.options.exclusive,
+        "arguments": table_json(&q.options.arguments),
+        "type": "classic",
+        "state": "running",
+        "node": "ottermq@localhost",
+        "messages": c.ready + c.unacked,
+        "messages_ready": c.ready,
+        "messages_unacknowledged": c.unacked,
+        "message_bytes_ready": c.ready_bytes,
+        "consumers": c.consumers,
+        "oldest_message_age_seconds": q.oldest_ready_age().map(|d| d.as_secs_f64()),
+    })
+}
+
+pub fn exchange_json(vhost: &str, e: &Exchange) -> Value {
+    json!({
+        "name": e.name.to_string(),
+        "vhost": vhost,
+        "type": e.kind.as_str(),
+        "durable": e.durable,
+        "auto_delete": e.auto_delete,
+        "internal": e.internal,
+        "arguments": table_json(&e.arguments),
+    })
+}
+
+pub fn binding_json(vhost: &str, source: &ShortStr, b: &Binding) -> Value {
+    let (dest_type, dest) = match &b.destination {
+        Destination::Queue(q) => ("queue", q.name.to_string()),
+        Destination::Exchange(e) => ("exchange", e.name.to_string()),
+    };
+    json!({
+        "source": source.to_string(),
+        "vhost": vhost,
+        "destination": dest,
+        "destination_type": dest_type,
+        "routing_key": b.routing_key.to_string(),
+        "arguments": table_json(&b.arguments),
+        "properties_key": if b.routing_key.is_empty() { "~".to_string() } else { b.routing_key.to_string() },
+    })
+}
+
+/// RabbitMQ names a connection "peer -> local".
+pub fn connection_name(c: &ConnectionHandle) -> String {
+    match c.local {
+        Some(local) => format!("{} -> {}", c.peer, local),
+        None => c.peer.to_string(),
+    }
+}
+
+pub fn connection_json(c: &ConnectionHandle) -> Value {
+    let info = c.info.lock().clone();
+    let connected_at = c
+        .connected_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    json!({
+        "name": connection_name(c),
+        "vhost": info.vhost,
+        "user": info.user,
+        "state": "running",
+        "protocol": "AMQP 0-9-1",
+        "peer_host": c.peer.ip().to_string(),
+        "peer_port": c.peer.port(),
+        "host": c.local.map(|l| l.ip().to_string()),
+        "port": c.local.map(|l| l.port()),
+        "channels": c.channels.lock().len(),
+        "frame_max": info.frame_max,
+        "channel_max": info.channel_max,
+        "timeout": info.heartbeat,
+        "connected_at": connected_at,
+        "client_properties": table_json(&info.client_properties),
+    })
+}
+
+pub fn channel_details(c: &ConnectionHandle, number: u16) -> Value {
+    json!({
+        "name": format!("{} ({number})", connection_name(c)),
+        "number": number,
+        "connection_name": connection_name(c),
+        "peer_host": c.peer.ip().to_string(),
+        "peer_port": c.peer.port(),
+    })
+}
+
+pub fn channel_json(c: &ConnectionHandle, ch: &ChannelShared) -> Value {
+    let info = c.info.lock().clone();
+    json!({
+        "name": format!("{} ({})", connection_name(c), ch.id),
+        "number": ch.id,
+        "connection_details": channel_details(c, ch.id),
+        "vhost": info.vhost,
+        "user": info.user,
+        "state": "running",
+        "consumer_count": ch.consumers.lock().len(),
+        "messages_unacknowledged": ch.unacked_count(),
+    })
+}

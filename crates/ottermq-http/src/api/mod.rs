@@ -1,0 +1,184 @@
+//! The management API's read endpoints, in RabbitMQ's JSON shape for the fields they share, so
+//! tools written for RabbitMQ's management API can read OtterMQ.
+
+mod json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::Json;
+use json::{binding_json, channel_json, connection_json, exchange_json, queue_json};
+use ottermq_broker::vhost::VHost;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn vhost(s: &AppState, name: &str) -> ApiResult<Arc<VHost>> {
+    s.broker
+        .vhost(name)
+        .ok_or_else(|| ApiError::not_found(format!("vhost '{name}' not found")))
+}
+
+pub async fn overview(State(s): State<AppState>) -> Json<Value> {
+    let vhosts = s.broker.vhosts();
+    let (mut ready, mut unacked, mut consumers, mut queues, mut exchanges) =
+        (0u64, 0u64, 0u64, 0usize, 0usize);
+    for v in &vhosts {
+        for q in v.queues() {
+            let c = q.counts();
+            ready += c.ready;
+            unacked += c.unacked;
+            consumers += c.consumers as u64;
+        }
+        queues += v.queue_count();
+        exchanges += v.exchange_count();
+    }
+    let conns = s.broker.connections();
+    let channels: usize = conns.iter().map(|c| c.channels.lock().len()).sum();
+    Json(json!({
+        "product_name": "OtterMQ",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "management_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": "ottermq",
+        "node": "ottermq@localhost",
+        "queue_totals": {"messages": ready + unacked, "messages_ready": ready, "messages_unacknowledged": unacked},
+        "object_totals": {
+            "connections": conns.len(), "channels": channels, "exchanges": exchanges,
+            "queues": queues, "consumers": consumers,
+        },
+        "listeners": s.readiness.amqp_addr.get().map(|a| vec![json!({"protocol": "amqp", "port": a.port(), "ip_address": a.ip().to_string()})]).unwrap_or_default(),
+    }))
+}
+
+pub async fn vhosts(State(s): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = s
+        .broker
+        .vhosts()
+        .iter()
+        .map(|v| {
+            let (mut ready, mut unacked) = (0, 0);
+            for q in v.queues() {
+                let c = q.counts();
+                ready += c.ready;
+                unacked += c.unacked;
+            }
+            json!({"name": &*v.name, "messages": ready + unacked, "messages_ready": ready,
+                   "messages_unacknowledged": unacked, "tracing": false})
+        })
+        .collect();
+    Json(Value::Array(list))
+}
+
+pub async fn queues(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for v in s.broker.vhosts() {
+        out.extend(v.queues().iter().map(|q| queue_json(q)));
+    }
+    Json(Value::Array(out))
+}
+
+pub async fn queues_in(
+    State(s): State<AppState>,
+    Path(vh): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let v = vhost(&s, &vh)?;
+    Ok(Json(Value::Array(
+        v.queues().iter().map(|q| queue_json(q)).collect(),
+    )))
+}
+
+pub async fn queue(
+    State(s): State<AppState>,
+    Path((vh, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let v = vhost(&s, &vh)?;
+    let q = v
+        .queue(name.as_bytes())
+        .ok_or_else(|| ApiError::not_found(format!("queue '{name}' not found in vhost '{vh}'")))?;
+    Ok(Json(queue_json(&q)))
+}
+
+pub async fn exchanges(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for v in s.broker.vhosts() {
+        out.extend(v.exchanges().iter().map(|e| exchange_json(&v.name, e)));
+    }
+    Json(Value::Array(out))
+}
+
+pub async fn exchanges_in(
+    State(s): State<AppState>,
+    Path(vh): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let v = vhost(&s, &vh)?;
+    Ok(Json(Value::Array(
+        v.exchanges()
+            .iter()
+            .map(|e| exchange_json(&v.name, e))
+            .collect(),
+    )))
+}
+
+pub async fn exchange(
+    State(s): State<AppState>,
+    Path((vh, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let v = vhost(&s, &vh)?;
+    let e = v.exchange(name.as_bytes()).ok_or_else(|| {
+        ApiError::not_found(format!("exchange '{name}' not found in vhost '{vh}'"))
+    })?;
+    Ok(Json(exchange_json(&v.name, &e)))
+}
+
+pub async fn bindings(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for v in s.broker.vhosts() {
+        for e in v.exchanges() {
+            for b in e.bindings() {
+                out.push(binding_json(&v.name, &e.name, &b));
+            }
+        }
+    }
+    Json(Value::Array(out))
+}
+
+pub async fn connections(State(s): State<AppState>) -> Json<Value> {
+    Json(Value::Array(
+        s.broker
+            .connections()
+            .iter()
+            .map(|c| connection_json(c))
+            .collect(),
+    ))
+}
+
+pub async fn channels(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for c in s.broker.connections() {
+        let chans: Vec<_> = c.channels.lock().values().cloned().collect();
+        out.extend(chans.iter().map(|ch| channel_json(&c, ch)));
+    }
+    Json(Value::Array(out))
+}
+
+pub async fn consumers(State(s): State<AppState>) -> Json<Value> {
+    let mut out = Vec::new();
+    for c in s.broker.connections() {
+        let chans: Vec<_> = c.channels.lock().values().cloned().collect();
+        for ch in chans {
+            let list: Vec<_> = ch.consumers.lock().clone();
+            for (q, cons) in list {
+                out.push(json!({
+                    "consumer_tag": cons.tag.to_string(),
+                    "queue": {"name": q.name.to_string(), "vhost": &*q.vhost},
+                    "channel_details": json::channel_details(&c, ch.id),
+                    "ack_required": !cons.no_ack,
+                    "exclusive": cons.exclusive,
+                    "prefetch_count": cons.prefetch,
+                    "priority": cons.priority,
+                    "active": true,
+                }));
+            }
+        }
+    }
+    Json(Value::Array(out))
+}
