@@ -135,11 +135,29 @@ pub enum MetricId {
     LatencyP95,
     /// 99th percentile latency over the last interval, µs. Coarse tier keeps the maximum.
     LatencyP99,
+    /// Messages returned to publishers (mandatory, unroutable). Rate.
+    Returned,
+    /// Messages nacked by consumers (basic.nack). Rate.
+    Nacked,
+    /// Exchanges declared. Gauge.
+    Exchanges,
+    /// Deliver-to-ack time percentiles, µs (consumer processing time).
+    AckLatencyP50,
+    AckLatencyP95,
+    AckLatencyP99,
+    /// Publish-to-confirm time percentiles, µs.
+    ConfirmLatencyP50,
+    ConfirmLatencyP95,
+    ConfirmLatencyP99,
+    /// Publish-to-route time percentiles, µs.
+    RouteLatencyP50,
+    RouteLatencyP95,
+    RouteLatencyP99,
 }
 
 impl MetricId {
     /// Every metric, in declaration order (for listings and name parsing).
-    pub const ALL: [MetricId; 22] = [
+    pub const ALL: [MetricId; 34] = [
         MetricId::Published,
         MetricId::Routed,
         MetricId::Unroutable,
@@ -162,6 +180,18 @@ impl MetricId {
         MetricId::LatencyP50,
         MetricId::LatencyP95,
         MetricId::LatencyP99,
+        MetricId::Returned,
+        MetricId::Nacked,
+        MetricId::Exchanges,
+        MetricId::AckLatencyP50,
+        MetricId::AckLatencyP95,
+        MetricId::AckLatencyP99,
+        MetricId::ConfirmLatencyP50,
+        MetricId::ConfirmLatencyP95,
+        MetricId::ConfirmLatencyP99,
+        MetricId::RouteLatencyP50,
+        MetricId::RouteLatencyP95,
+        MetricId::RouteLatencyP99,
     ];
 
     /// The stable snake_case name used by the REST API (`published`, `messages_ready`, ...).
@@ -189,6 +219,18 @@ impl MetricId {
             MetricId::LatencyP50 => "latency_p50_us",
             MetricId::LatencyP95 => "latency_p95_us",
             MetricId::LatencyP99 => "latency_p99_us",
+            MetricId::Returned => "returned",
+            MetricId::Nacked => "nacked",
+            MetricId::Exchanges => "exchanges",
+            MetricId::AckLatencyP50 => "ack_latency_p50_us",
+            MetricId::AckLatencyP95 => "ack_latency_p95_us",
+            MetricId::AckLatencyP99 => "ack_latency_p99_us",
+            MetricId::ConfirmLatencyP50 => "confirm_latency_p50_us",
+            MetricId::ConfirmLatencyP95 => "confirm_latency_p95_us",
+            MetricId::ConfirmLatencyP99 => "confirm_latency_p99_us",
+            MetricId::RouteLatencyP50 => "route_latency_p50_us",
+            MetricId::RouteLatencyP95 => "route_latency_p95_us",
+            MetricId::RouteLatencyP99 => "route_latency_p99_us",
         }
     }
 
@@ -203,6 +245,8 @@ impl MetricId {
             | MetricId::Redelivered
             | MetricId::Rejected
             | MetricId::Confirmed
+            | MetricId::Returned
+            | MetricId::Nacked
             | MetricId::BytesIn
             | MetricId::BytesOut => MetricKind::Counter,
             _ => MetricKind::Gauge,
@@ -213,7 +257,18 @@ impl MetricId {
     /// maximum for latency percentiles.
     pub fn aggregation(self) -> Aggregation {
         match self {
-            MetricId::LatencyP50 | MetricId::LatencyP95 | MetricId::LatencyP99 => Aggregation::Max,
+            MetricId::LatencyP50
+            | MetricId::LatencyP95
+            | MetricId::LatencyP99
+            | MetricId::AckLatencyP50
+            | MetricId::AckLatencyP95
+            | MetricId::AckLatencyP99
+            | MetricId::ConfirmLatencyP50
+            | MetricId::ConfirmLatencyP95
+            | MetricId::ConfirmLatencyP99
+            | MetricId::RouteLatencyP50
+            | MetricId::RouteLatencyP95
+            | MetricId::RouteLatencyP99 => Aggregation::Max,
             m if m.kind() == MetricKind::Counter => Aggregation::Mean,
             _ => Aggregation::Last,
         }
@@ -564,11 +619,16 @@ impl ObjectRecorder<'_> {
     /// [`MetricId::LatencyP50`]/`P95`/`P99`. An empty window records nothing: no traffic is a
     /// gap, not a zero latency.
     pub fn latency(&mut self, window: &HistogramSnapshot) {
+        self.latency_as(window, [MetricId::LatencyP50, MetricId::LatencyP95, MetricId::LatencyP99]);
+    }
+
+    /// Like [`Self::latency`], into another latency family (ack, confirm, route).
+    pub fn latency_as(&mut self, window: &HistogramSnapshot, ids: [MetricId; 3]) {
         if window.is_empty() {
             return;
         }
-        self.record(MetricId::LatencyP50, window.percentile(0.50) as f64);
-        self.record(MetricId::LatencyP95, window.percentile(0.95) as f64);
-        self.record(MetricId::LatencyP99, window.percentile(0.99) as f64);
+        for (id, q) in ids.into_iter().zip([0.50, 0.95, 0.99]) {
+            self.record(id, window.percentile(q) as f64);
+        }
     }
 }

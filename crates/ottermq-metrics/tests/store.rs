@@ -182,7 +182,7 @@ fn metric_vocabulary() {
         assert_eq!(m.to_string(), m.name());
         let expected = match m.kind() {
             MetricKind::Counter => Aggregation::Mean,
-            MetricKind::Gauge if m.name().starts_with("latency") => Aggregation::Max,
+            MetricKind::Gauge if m.name().contains("latency") => Aggregation::Max,
             MetricKind::Gauge => Aggregation::Last,
         };
         assert_eq!(m.aggregation(), expected, "{m}");
