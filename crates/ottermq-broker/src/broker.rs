@@ -2,6 +2,7 @@
 
 use crate::config::{BrokerConfig, UserConfig};
 use crate::connection::ConnectionHandle;
+use crate::stats::BrokerStats;
 use crate::vhost::VHost;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -19,6 +20,10 @@ pub struct Broker {
     next_connection_id: AtomicU64,
     shutting_down: AtomicBool,
     pub started_at: Instant,
+    /// Lifecycle counters and the retired totals of closed channels.
+    pub stats: Arc<BrokerStats>,
+    /// The metrics core's time series, written by the sampler, read by the HTTP API.
+    pub metrics: crate::sampler::MetricsHub,
 }
 
 /// Why a login was refused; the client only ever sees ACCESS_REFUSED.
@@ -31,11 +36,13 @@ pub enum LoginError {
 
 impl Broker {
     pub fn new(config: BrokerConfig) -> Arc<Self> {
+        let stats = Arc::new(BrokerStats::default());
         let vhosts = config
             .vhosts
             .iter()
-            .map(|v| (v.clone(), Arc::new(VHost::new(v))))
+            .map(|v| (v.clone(), Arc::new(VHost::new(v, stats.clone()))))
             .collect();
+        let metrics = crate::sampler::MetricsHub::new(config.metrics);
         let users = config
             .users
             .iter()
@@ -49,6 +56,8 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             started_at: Instant::now(),
+            stats,
+            metrics,
         })
     }
 
@@ -64,7 +73,7 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name)))
+            .or_insert_with(|| Arc::new(VHost::new(name, self.stats.clone())))
             .clone()
     }
 
@@ -91,11 +100,14 @@ impl Broker {
     }
 
     pub(crate) fn register(&self, c: Arc<ConnectionHandle>) {
+        self.stats.connections_opened.inc();
         self.connections.lock().insert(c.id, c);
     }
 
     pub(crate) fn deregister(&self, id: u64) {
-        self.connections.lock().remove(&id);
+        if self.connections.lock().remove(&id).is_some() {
+            self.stats.connections_closed.inc();
+        }
     }
 
     pub fn connections(&self) -> Vec<Arc<ConnectionHandle>> {

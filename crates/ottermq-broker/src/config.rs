@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub handshake_timeout: Duration,
     /// Bytes buffered for one connection's socket above which its deliveries pause.
     pub outbound_high_water: usize,
+    /// Sample interval and retention of the metrics core's time series.
+    pub metrics: ottermq_metrics::TierConfig,
 }
 
 impl Default for BrokerConfig {
@@ -47,6 +49,7 @@ impl Default for BrokerConfig {
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
+            metrics: ottermq_metrics::TierConfig::default(),
         }
     }
 }

@@ -16,7 +16,9 @@ pub mod error;
 pub mod exchange;
 pub mod message;
 pub mod queue;
+pub mod sampler;
 pub mod server;
+pub mod stats;
 pub mod vhost;
 
 pub use broker::Broker;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct VHost {
     pub name: Arc<str>,
+    stats: Arc<crate::stats::BrokerStats>,
     exchanges: RwLock<HashMap<ShortStr, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
 }
@@ -34,9 +35,10 @@ pub struct ExchangeSpec {
 
 impl VHost {
     /// A vhost with the default exchange and the `amq.*` exchanges every RabbitMQ vhost has.
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, stats: Arc<crate::stats::BrokerStats>) -> Self {
         let v = VHost {
             name: Arc::from(name),
+            stats,
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
         };
@@ -113,6 +115,7 @@ impl VHost {
             spec.arguments,
         ));
         map.insert(spec.name, e.clone());
+        self.stats.exchanges_declared.inc();
         Ok(e)
     }
 
@@ -154,6 +157,7 @@ impl VHost {
             }
             let e = e.clone();
             map.remove(name.as_bytes());
+            self.stats.exchanges_deleted.inc();
             e
         };
         e.mark_deleted();
@@ -182,6 +186,7 @@ impl VHost {
         let owner = options.exclusive.then_some(conn);
         let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner));
         map.insert(name, q.clone());
+        self.stats.queues_declared.inc();
         Ok((q, true))
     }
 
@@ -247,6 +252,7 @@ impl VHost {
             if let Some(cur) = map.get(q.name.as_bytes()) {
                 if Arc::ptr_eq(cur, q) {
                     map.remove(q.name.as_bytes());
+                    self.stats.queues_deleted.inc();
                 }
             }
         }

@@ -30,6 +30,20 @@ pub fn router(state: AppState) -> Router {
         .route("/connections", get(api::connections))
         .route("/channels", get(api::channels))
         .route("/consumers", get(api::consumers))
+        .route("/metrics/overview", get(api::metrics::overview))
+        .route(
+            "/metrics/timeseries/queue-depths",
+            get(api::metrics::queue_depths),
+        )
+        .route(
+            "/metrics/timeseries/{metric}",
+            get(api::metrics::timeseries),
+        )
+        .route("/metrics/queues/{vhost}/{name}", get(api::metrics::queue))
+        .route(
+            "/metrics/exchanges/{vhost}/{name}",
+            get(api::metrics::exchange),
+        )
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -143,15 +143,21 @@ pub enum MetricId {
     Exchanges,
     /// Deliver-to-ack time percentiles, µs (consumer processing time).
     AckLatencyP50,
+    /// Deliver-to-ack time, 95th percentile, µs.
     AckLatencyP95,
+    /// Deliver-to-ack time, 99th percentile, µs.
     AckLatencyP99,
     /// Publish-to-confirm time percentiles, µs.
     ConfirmLatencyP50,
+    /// Publish-to-confirm time, 95th percentile, µs.
     ConfirmLatencyP95,
+    /// Publish-to-confirm time, 99th percentile, µs.
     ConfirmLatencyP99,
     /// Publish-to-route time percentiles, µs.
     RouteLatencyP50,
+    /// Publish-to-route time, 95th percentile, µs.
     RouteLatencyP95,
+    /// Publish-to-route time, 99th percentile, µs.
     RouteLatencyP99,
 }
 
@@ -619,7 +625,14 @@ impl ObjectRecorder<'_> {
     /// [`MetricId::LatencyP50`]/`P95`/`P99`. An empty window records nothing: no traffic is a
     /// gap, not a zero latency.
     pub fn latency(&mut self, window: &HistogramSnapshot) {
-        self.latency_as(window, [MetricId::LatencyP50, MetricId::LatencyP95, MetricId::LatencyP99]);
+        self.latency_as(
+            window,
+            [
+                MetricId::LatencyP50,
+                MetricId::LatencyP95,
+                MetricId::LatencyP99,
+            ],
+        );
     }
 
     /// Like [`Self::latency`], into another latency family (ack, confirm, route).

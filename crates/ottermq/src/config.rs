@@ -44,6 +44,14 @@ pub struct FileConfig {
     pub handshake_timeout_secs: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
+    /// The metrics core's sampler (default on).
+    pub metrics_enabled: Option<bool>,
+    /// Fine tier: sample interval (default 5) and number of samples kept (default 120).
+    pub metrics_interval_secs: Option<u64>,
+    pub metrics_fine_samples: Option<usize>,
+    /// Coarse tier: interval (default 60, a multiple of the fine one) and samples (default 120).
+    pub metrics_coarse_interval_secs: Option<u64>,
+    pub metrics_coarse_samples: Option<usize>,
     #[serde(default)]
     pub vhosts: Vec<String>,
     #[serde(default)]
@@ -67,6 +75,8 @@ pub struct Settings {
     pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub broker: BrokerConfig,
+    /// Whether the sampler runs (counters are always kept; they cost an atomic add).
+    pub metrics_enabled: bool,
 }
 
 impl Default for Settings {
@@ -77,6 +87,7 @@ impl Default for Settings {
             http_addr: Some(SocketAddr::new(any, 15672)),
             data_dir: PathBuf::from("data"),
             broker: BrokerConfig::default(),
+            metrics_enabled: true,
         }
     }
 }
@@ -118,6 +129,24 @@ impl Settings {
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);
         }
+        if let Some(v) = file.metrics_enabled {
+            s.metrics_enabled = v;
+        }
+        let m = &mut b.metrics;
+        if let Some(v) = file.metrics_interval_secs {
+            m.fine_interval = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = file.metrics_fine_samples {
+            m.fine_len = v;
+        }
+        if let Some(v) = file.metrics_coarse_interval_secs {
+            m.coarse_interval = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = file.metrics_coarse_samples {
+            m.coarse_len = v;
+        }
+        m.validate()
+            .map_err(|e| anyhow::anyhow!("metrics settings: {e}"))?;
         if let Some(v) = file.loopback_users {
             b.loopback_users = v;
         }

@@ -61,6 +61,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }));
         tracing::info!(http_addr = %bound, "management HTTP listener ready");
     }
+    if settings.metrics_enabled {
+        let b = broker.clone();
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(ottermq_broker::sampler::run(b, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+    }
     // Nothing to recover from disk yet: ready as soon as the listeners accept.
     readiness.set_ready(true);
     Ok(RunningServer {

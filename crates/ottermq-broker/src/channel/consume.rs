@@ -16,10 +16,23 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
     Ack,
-    /// nack / reject: back to the queue, or dropped.
-    Drop {
+    /// basic.nack: back to the queue, or dropped.
+    Nack {
         requeue: bool,
     },
+    /// basic.reject: back to the queue, or dropped.
+    Reject {
+        requeue: bool,
+    },
+}
+
+impl Settle {
+    fn requeue(self) -> bool {
+        matches!(
+            self,
+            Settle::Nack { requeue: true } | Settle::Reject { requeue: true }
+        )
+    }
 }
 
 /// A settlement deferred by a transaction until tx.commit.
@@ -87,6 +100,7 @@ impl Channel {
         // Registered without delivering, so consume-ok reaches the client before any delivery.
         q.add_consumer(consumer.clone())?;
         self.shared.consumers.lock().push((q.clone(), consumer));
+        ctx.broker.stats.consumers_added.inc();
         if !m.nowait {
             self.send(&Method::BasicConsumeOk(BasicConsumeOk {
                 consumer_tag: tag,
@@ -121,11 +135,16 @@ impl Channel {
         q: &Arc<Queue>,
         c: &Arc<Consumer>,
     ) {
-        if let CancelOutcome::Removed {
-            now_unused_auto_delete: true,
-        } = q.remove_consumer(c)
-        {
-            super::declare::delete_queue(ctx, q);
+        match q.remove_consumer(c) {
+            CancelOutcome::NotFound => {}
+            CancelOutcome::Removed {
+                now_unused_auto_delete,
+            } => {
+                ctx.broker.stats.consumers_removed.inc();
+                if now_unused_auto_delete {
+                    super::declare::delete_queue(ctx, q);
+                }
+            }
         }
     }
 
@@ -133,13 +152,34 @@ impl Channel {
         let q = self.lookup_queue(ctx, m.queue)?;
         match q.get(m.no_ack) {
             Some((qm, remaining)) => self.shared.deliver_get(&q, qm, remaining, m.no_ack),
-            None => self.send(&Method::BasicGetEmpty),
+            None => {
+                self.shared.stats.get_empty.inc();
+                self.send(&Method::BasicGetEmpty)
+            }
         }
         Ok(())
     }
 
     pub(super) fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
         let entries = self.shared.take_settled(tag, multiple)?;
+        let stats = &self.shared.stats;
+        let n = entries.len() as u64;
+        match how {
+            Settle::Ack => {
+                stats.acked.add(n);
+                let now = std::time::Instant::now();
+                for u in &entries {
+                    stats
+                        .ack_latency
+                        .record(now.duration_since(u.delivered_at).as_micros() as u64);
+                }
+            }
+            Settle::Nack { .. } => stats.nacked.add(n),
+            Settle::Reject { .. } => stats.rejected.add(n),
+        }
+        if how.requeue() {
+            stats.requeued.add(n);
+        }
         if let Some(tx) = &mut self.tx {
             tx.settles.push(DeferredSettle { entries, how });
             return Ok(());
@@ -169,8 +209,13 @@ impl Channel {
 /// Applies an ack / nack / reject to the queues the messages came from, then lets those queues
 /// deliver again (credit was freed).
 pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
-    match how {
-        Settle::Ack | Settle::Drop { requeue: false } => {
+    if how.requeue() {
+        requeue_all(entries);
+        return;
+    }
+    let acked = how == Settle::Ack;
+    {
+        {
             let mut touched: SmallVec<[Arc<Queue>; 4]> = SmallVec::new();
             let mut run: Option<(Arc<Queue>, u64)> = None;
             for u in entries {
@@ -178,7 +223,7 @@ pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
                     Some((q, n)) if Arc::ptr_eq(q, &u.queue) => *n += 1,
                     _ => {
                         if let Some((q, n)) = run.take() {
-                            q.settle(n);
+                            q.settled(n, acked);
                             remember(&mut touched, q);
                         }
                         run = Some((u.queue, 1));
@@ -186,14 +231,13 @@ pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
                 }
             }
             if let Some((q, n)) = run {
-                q.settle(n);
+                q.settled(n, acked);
                 remember(&mut touched, q);
             }
             for q in touched {
                 q.drive();
             }
         }
-        Settle::Drop { requeue: true } => requeue_all(entries),
     }
 }
 

@@ -58,6 +58,8 @@ pub struct Channel {
     exchange_cache: Option<Arc<crate::exchange::Exchange>>,
     /// Last queue the default exchange routed to, for the same reason.
     queue_cache: Option<Arc<Queue>>,
+    /// Resources already given back (close, error, connection end): done once.
+    released: bool,
 }
 
 impl Channel {
@@ -72,6 +74,7 @@ impl Channel {
             last_queue: None,
             exchange_cache: None,
             queue_cache: None,
+            released: false,
         }
     }
 
@@ -129,12 +132,12 @@ impl Channel {
             Method::BasicNack(m) => self.settle(
                 m.delivery_tag,
                 m.multiple,
-                consume::Settle::Drop { requeue: m.requeue },
+                consume::Settle::Nack { requeue: m.requeue },
             ),
             Method::BasicReject(m) => self.settle(
                 m.delivery_tag,
                 false,
-                consume::Settle::Drop { requeue: m.requeue },
+                consume::Settle::Reject { requeue: m.requeue },
             ),
             Method::BasicRecover(m) => self.recover(m.requeue, true),
             Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
@@ -153,9 +156,21 @@ impl Channel {
     /// Releases everything the channel holds: its consumers are cancelled, its unacked
     /// messages go back to their queues, a pending transaction is dropped.
     pub fn release(&mut self, ctx: &mut ConnCtx) {
+        if self.released {
+            return;
+        }
+        self.released = true;
         self.pending = None;
         self.tx = None;
         let unacked = self.shared.take_all(true);
+        {
+            // Counted into the retired totals and dropped from the registry in one step under
+            // the retire lock, so the sampler sees this channel's counts exactly once.
+            let mut retired = ctx.broker.stats.retired.lock();
+            retired.add_channel(&self.shared.stats);
+            ctx.conn.channels.lock().remove(&self.shared.id);
+        }
+        ctx.broker.stats.channels_closed.inc();
         consume::requeue_all(unacked);
         let consumers = std::mem::take(&mut *self.shared.consumers.lock());
         for (q, c) in consumers {

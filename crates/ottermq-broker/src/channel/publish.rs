@@ -22,6 +22,8 @@ pub(super) struct PendingPublish {
     mandatory: bool,
     header: Option<(u64, RawProperties)>,
     body: Body,
+    /// When basic.publish arrived: the start of publish-to-route and publish-to-confirm.
+    started: Instant,
 }
 
 enum Body {
@@ -48,6 +50,8 @@ pub(super) struct Confirms {
     next_seq: u64,
     ready_upto: u64,
     sent_upto: u64,
+    /// Arrival of the oldest publish not yet confirmed (publish-to-confirm latency).
+    oldest_pending: Option<Instant>,
 }
 
 /// A transaction in progress: publishes and settlements held until commit.
@@ -68,6 +72,7 @@ impl Channel {
             mandatory: m.mandatory,
             header: None,
             body: Body::Empty,
+            started: Instant::now(),
         });
         Ok(())
     }
@@ -174,6 +179,8 @@ impl Channel {
                 exchange.name, ctx.vhost.name
             )));
         }
+        self.shared.stats.published.inc();
+        exchange.stats.publish_in.inc();
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -186,9 +193,14 @@ impl Channel {
             return Ok(());
         }
         self.route_message(ctx, &exchange, msg, p.mandatory);
+        self.shared
+            .stats
+            .route_latency
+            .record(p.started.elapsed().as_micros() as u64);
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
             c.ready_upto = c.next_seq;
+            c.oldest_pending.get_or_insert(p.started);
         }
         Ok(())
     }
@@ -215,19 +227,20 @@ impl Channel {
                 q
             });
             match q {
-                Some(q) => q.publish(msg),
-                None if mandatory => self.send_return(&msg),
-                None => {}
+                Some(q) => {
+                    exchange.stats.publish_out.inc();
+                    q.publish(msg)
+                }
+                None => self.unroutable(exchange, &msg, mandatory),
             }
             return;
         }
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
         if targets.is_empty() {
-            if mandatory {
-                self.send_return(&msg);
-            }
+            self.unroutable(exchange, &msg, mandatory);
         } else {
+            exchange.stats.publish_out.inc();
             let n = targets.len();
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
@@ -238,6 +251,15 @@ impl Channel {
             }
         }
         ctx.route = targets;
+    }
+
+    fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {
+        exchange.stats.unroutable.inc();
+        self.shared.stats.unroutable.inc();
+        if mandatory {
+            self.shared.stats.returned.inc();
+            self.send_return(msg);
+        }
     }
 
     fn send_return(&self, msg: &Message) {
@@ -262,7 +284,15 @@ impl Channel {
         if c.ready_upto > c.sent_upto {
             let multiple = c.ready_upto - c.sent_upto > 1;
             let tag = c.ready_upto;
+            let n = tag - c.sent_upto;
             c.sent_upto = tag;
+            self.shared.stats.confirmed.add(n);
+            if let Some(t) = c.oldest_pending.take() {
+                self.shared
+                    .stats
+                    .confirm_latency
+                    .record_n(t.elapsed().as_micros() as u64, n);
+            }
             self.send(&Method::BasicAck(BasicAck {
                 delivery_tag: tag,
                 multiple,

@@ -50,6 +50,7 @@ pub struct ChannelShared {
     global_unacked: AtomicU32,
     /// Consumers of this channel, so a drained outbound buffer or freed credit can resume them.
     pub consumers: Mutex<Vec<(Arc<Queue>, Arc<Consumer>)>>,
+    pub stats: crate::stats::ChannelStats,
 }
 
 impl ChannelShared {
@@ -68,6 +69,7 @@ impl ChannelShared {
             global_prefetch: AtomicU32::new(0),
             global_unacked: AtomicU32::new(0),
             consumers: Mutex::new(Vec::new()),
+            stats: Default::default(),
         }
     }
 
@@ -127,7 +129,13 @@ impl ChannelShared {
             );
             encode_content(buf, self.id, &m.properties, &m.body, frame_max);
         });
-        if !consumer.no_ack {
+        if qm.redelivered {
+            self.stats.redelivered.inc();
+        }
+        if consumer.no_ack {
+            self.stats.delivered_no_ack.inc();
+        } else {
+            self.stats.delivered.inc();
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked {
@@ -159,6 +167,10 @@ impl ChannelShared {
             );
             encode_content(buf, self.id, &m.properties, &m.body, frame_max);
         });
+        self.stats.get.inc();
+        if qm.redelivered {
+            self.stats.redelivered.inc();
+        }
         if !no_ack {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked {

@@ -416,6 +416,7 @@ impl Connection {
                         self.ctx.cancel_notify,
                     ));
                     handle.channels.lock().insert(id, shared.clone());
+                    self.ctx.broker.stats.channels_opened.inc();
                     self.channels.insert(id, Channel::new(shared));
                     self.reader.send(id, &Method::ChannelOpenOk);
                     Ok(())

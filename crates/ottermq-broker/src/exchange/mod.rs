@@ -102,6 +102,7 @@ pub struct Exchange {
     pub alternate: Option<ShortStr>,
     table: RwLock<Table>,
     deleted: AtomicBool,
+    pub stats: crate::stats::ExchangeStats,
 }
 
 impl Exchange {
@@ -133,6 +134,7 @@ impl Exchange {
             alternate,
             table: RwLock::new(table),
             deleted: AtomicBool::new(false),
+            stats: Default::default(),
         }
     }
 

@@ -36,6 +36,7 @@ pub struct Queue {
     pub owner: Option<u64>,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    pub stats: crate::stats::QueueStats,
 }
 
 #[derive(Debug, Default)]
@@ -76,6 +77,7 @@ impl Queue {
             owner,
             state: Mutex::new(QueueState::default()),
             deleted: AtomicBool::new(false),
+            stats: Default::default(),
         }
     }
 
@@ -112,6 +114,7 @@ impl Queue {
         if self.is_deleted() {
             return;
         }
+        self.stats.enqueued.inc();
         let seq = st.next_seq;
         st.next_seq += 1;
         let qm = QueuedMessage {
@@ -142,6 +145,7 @@ impl Queue {
         let mut st = self.state.lock();
         for mut qm in messages {
             st.unacked = st.unacked.saturating_sub(1);
+            self.stats.requeued.inc();
             if self.is_deleted() {
                 continue;
             }
@@ -153,8 +157,14 @@ impl Queue {
         st.drain(self);
     }
 
-    /// Forgets `n` delivered messages that were acknowledged or dropped by their consumer.
-    pub fn settle(&self, n: u64) {
+    /// Forgets `n` delivered messages that were acknowledged (`acked`) or rejected without
+    /// requeue by their consumer.
+    pub fn settled(&self, n: u64, acked: bool) {
+        if acked {
+            self.stats.acked.add(n);
+        } else {
+            self.stats.rejected.add(n);
+        }
         let mut st = self.state.lock();
         st.unacked = st.unacked.saturating_sub(n);
     }
@@ -166,6 +176,7 @@ impl Queue {
         if !no_ack {
             st.unacked += 1;
         }
+        self.note_delivery(&qm);
         Some((qm, st.ready.len() as u32))
     }
 
@@ -232,6 +243,19 @@ impl Queue {
         (consumers, n)
     }
 
+    /// Counts a message leaving the ready list for a consumer, with its time in the queue.
+    fn note_delivery(&self, qm: &QueuedMessage) {
+        self.count_delivery(qm.redelivered, qm.enqueued_at.elapsed());
+    }
+
+    fn count_delivery(&self, redelivered: bool, waited: std::time::Duration) {
+        self.stats.delivered.inc();
+        if redelivered {
+            self.stats.redelivered.inc();
+        }
+        self.stats.time_in_queue.record(waited.as_micros() as u64);
+    }
+
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
         let st = self.state.lock();
@@ -287,8 +311,10 @@ impl QueueState {
         }
         let Some(idx) = best else { return Err(qm) };
         let consumer = &self.consumers[idx];
+        let (redelivered, waited) = (qm.redelivered, qm.enqueued_at.elapsed());
         // Fails only when the channel closed since `has_credit`; its close removes the consumer.
         consumer.channel.deliver(consumer, queue, qm)?;
+        queue.count_delivery(redelivered, waited);
         if !consumer.no_ack {
             self.unacked += 1;
         }

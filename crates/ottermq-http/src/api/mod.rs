@@ -2,6 +2,7 @@
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
 mod json;
+pub mod metrics;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;

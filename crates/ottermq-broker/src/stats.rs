@@ -1,0 +1,138 @@
+//! Event counters embedded in broker objects: the hot side of the metrics core.
+//!
+//! Every counter lives in the object it describes (channel, queue, exchange, broker), so
+//! recording an event is one relaxed atomic add on memory the caller already holds: no lock,
+//! no look-up, no allocation. Broker-wide totals are sums taken by the sampler over live objects
+//! plus what closed channels and deleted queues left behind (`Retired`).
+
+use ottermq_metrics::{Counter, Histogram};
+use parking_lot::Mutex;
+
+/// Per-channel message counters (RabbitMQ's channel `message_stats`).
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub published: Counter,
+    pub confirmed: Counter,
+    pub returned: Counter,
+    pub unroutable: Counter,
+    /// Deliveries to consumers that must ack.
+    pub delivered: Counter,
+    /// Deliveries to no-ack consumers.
+    pub delivered_no_ack: Counter,
+    pub redelivered: Counter,
+    pub get: Counter,
+    pub get_empty: Counter,
+    pub acked: Counter,
+    pub nacked: Counter,
+    pub rejected: Counter,
+    pub requeued: Counter,
+    /// Deliver-to-ack time, µs.
+    pub ack_latency: Histogram,
+    /// Publish-to-confirm time, µs.
+    pub confirm_latency: Histogram,
+    /// Publish (method frame received) to routed, µs.
+    pub route_latency: Histogram,
+}
+
+/// Per-queue counters.
+#[derive(Debug, Default)]
+pub struct QueueStats {
+    pub enqueued: Counter,
+    pub delivered: Counter,
+    pub redelivered: Counter,
+    pub acked: Counter,
+    pub requeued: Counter,
+    /// Settled without requeue by nack or reject (dropped or dead-lettered).
+    pub rejected: Counter,
+    /// Enqueue-to-deliver time, µs.
+    pub time_in_queue: Histogram,
+}
+
+/// Per-exchange counters (RabbitMQ's `publish_in` / `publish_out`).
+#[derive(Debug, Default)]
+pub struct ExchangeStats {
+    pub publish_in: Counter,
+    pub publish_out: Counter,
+    pub unroutable: Counter,
+}
+
+/// Plain totals of the channel counters, for sums and for what closed channels leave behind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MessageTotals {
+    pub published: u64,
+    pub confirmed: u64,
+    pub returned: u64,
+    pub unroutable: u64,
+    pub delivered: u64,
+    pub delivered_no_ack: u64,
+    pub redelivered: u64,
+    pub get: u64,
+    pub get_empty: u64,
+    pub acked: u64,
+    pub nacked: u64,
+    pub rejected: u64,
+    pub requeued: u64,
+}
+
+impl MessageTotals {
+    pub fn add_channel(&mut self, s: &ChannelStats) {
+        self.published += s.published.get();
+        self.confirmed += s.confirmed.get();
+        self.returned += s.returned.get();
+        self.unroutable += s.unroutable.get();
+        self.delivered += s.delivered.get();
+        self.delivered_no_ack += s.delivered_no_ack.get();
+        self.redelivered += s.redelivered.get();
+        self.get += s.get.get();
+        self.get_empty += s.get_empty.get();
+        self.acked += s.acked.get();
+        self.nacked += s.nacked.get();
+        self.rejected += s.rejected.get();
+        self.requeued += s.requeued.get();
+    }
+
+    pub fn add(&mut self, o: &MessageTotals) {
+        self.published += o.published;
+        self.confirmed += o.confirmed;
+        self.returned += o.returned;
+        self.unroutable += o.unroutable;
+        self.delivered += o.delivered;
+        self.delivered_no_ack += o.delivered_no_ack;
+        self.redelivered += o.redelivered;
+        self.get += o.get;
+        self.get_empty += o.get_empty;
+        self.acked += o.acked;
+        self.nacked += o.nacked;
+        self.rejected += o.rejected;
+        self.requeued += o.requeued;
+    }
+
+    /// Everything handed to consumers: deliveries of both kinds and basic.get.
+    pub fn deliver_get(&self) -> u64 {
+        self.delivered + self.delivered_no_ack + self.get
+    }
+}
+
+/// Broker-wide event counters (lifecycle events are rare: shared atomics are fine here).
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    pub connections_opened: Counter,
+    pub connections_closed: Counter,
+    pub channels_opened: Counter,
+    pub channels_closed: Counter,
+    pub queues_declared: Counter,
+    pub queues_deleted: Counter,
+    pub exchanges_declared: Counter,
+    pub exchanges_deleted: Counter,
+    pub consumers_added: Counter,
+    pub consumers_removed: Counter,
+    /// Message counts of channels that have closed, so totals never go backwards.
+    pub retired: Mutex<MessageTotals>,
+}
+
+impl BrokerStats {
+    /// Folds a closing channel's counters into the retired totals.
+    pub fn retire_channel(&self, s: &ChannelStats) {
+        self.retired.lock().add_channel(s);
+    }
+}
