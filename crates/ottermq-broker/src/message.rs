@@ -15,7 +15,7 @@ pub struct Message {
     pub routing_key: ShortStr,
     pub properties: RawProperties,
     pub body: Bytes,
-    /// When the broker finished receiving it; time in queue and publish-to-route are measured from here.
+    /// When its basic.publish arrived; publish-to-route and publish-to-confirm start here.
     pub received_at: Instant,
 }
 

@@ -186,17 +186,16 @@ impl Channel {
             routing_key: p.routing_key,
             properties,
             body,
-            received_at: Instant::now(),
+            // The publish method's arrival: no second clock read per message.
+            received_at: p.started,
         };
         if let Some(tx) = &mut self.tx {
             tx.publishes.push((exchange, msg, p.mandatory));
             return Ok(());
         }
-        self.route_message(ctx, &exchange, msg, p.mandatory);
-        self.shared
-            .stats
-            .route_latency
-            .record(p.started.elapsed().as_micros() as u64);
+        let routed_at = self.route_message(ctx, &exchange, msg, p.mandatory);
+        let route_us = routed_at.saturating_duration_since(p.started).as_micros() as u64;
+        self.shared.stats.route_latency.record(route_us);
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
             c.ready_upto = c.next_seq;
@@ -212,7 +211,9 @@ impl Channel {
         exchange: &Arc<Exchange>,
         msg: Message,
         mandatory: bool,
-    ) {
+    ) -> Instant {
+        // Read once: the enqueue time of every copy and the end of publish-to-route.
+        let now = Instant::now();
         if exchange.name.is_empty() {
             // Default exchange: the routing key names the queue. Cached, so a steady publisher
             // does not take the vhost's queue-map lock per message.
@@ -229,11 +230,11 @@ impl Channel {
             match q {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
-                    q.publish(msg)
+                    q.publish(msg, now)
                 }
                 None => self.unroutable(exchange, &msg, mandatory),
             }
-            return;
+            return now;
         }
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
@@ -244,13 +245,14 @@ impl Channel {
             let n = targets.len();
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
-                    q.publish(msg);
+                    q.publish(msg, now);
                     break;
                 }
-                q.publish(msg.clone());
+                q.publish(msg.clone(), now);
             }
         }
         ctx.route = targets;
+        now
     }
 
     fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {

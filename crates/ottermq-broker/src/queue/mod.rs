@@ -109,7 +109,9 @@ impl Queue {
     }
 
     /// Appends a published message and delivers what can be delivered.
-    pub fn publish(self: &Arc<Self>, message: Message) {
+    /// `now` is the enqueue time (time in queue starts here), read once by the caller for a
+    /// whole fan-out.
+    pub fn publish(self: &Arc<Self>, message: Message, now: Instant) {
         let mut st = self.state.lock();
         if self.is_deleted() {
             return;
@@ -121,7 +123,7 @@ impl Queue {
             seq,
             message,
             redelivered: false,
-            enqueued_at: Instant::now(),
+            enqueued_at: now,
         };
         if st.ready.is_empty() {
             if let Err(qm) = st.deliver_one(self, qm) {
