@@ -95,9 +95,12 @@ async fn health_auth_and_read_endpoints() {
     assert_eq!(q["name"], "http-q");
     assert_eq!(q["vhost"], "/");
     assert_eq!(q["messages_ready"], 3);
+    assert_eq!(q["message_stats"]["publish"], 3);
+    assert!(q["message_stats"]["publish_details"]["rate"].is_number());
     let (_, overview) = get("/api/overview").await;
     assert_eq!(overview["object_totals"]["connections"], 1);
     assert_eq!(overview["queue_totals"]["messages_ready"], 3);
+    assert_eq!(overview["message_stats"]["publish"], 3);
     let (_, conns) = get("/api/connections").await;
     assert_eq!(conns[0]["user"], "guest");
     assert_eq!(conns[0]["channels"], 1);

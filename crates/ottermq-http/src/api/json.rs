@@ -4,8 +4,25 @@ use ottermq_broker::channel::shared::ChannelShared;
 use ottermq_broker::connection::ConnectionHandle;
 use ottermq_broker::exchange::{Binding, Destination, Exchange};
 use ottermq_broker::queue::Queue;
+use ottermq_metrics::{MetricId, ObjectKey, SeriesStore};
 use ottermq_protocol::{FieldTable, FieldValue, ShortStr};
 use serde_json::{json, Map, Value};
+
+/// RabbitMQ's `message_stats` entries: a count since start and `<name>_details.rate`, the rate
+/// over the sampler's last interval (0 before the first sample).
+pub fn message_stats(
+    store: &SeriesStore,
+    key: &ObjectKey,
+    items: &[(&str, u64, MetricId)],
+) -> Value {
+    let mut m = Map::new();
+    for (name, count, id) in items {
+        let rate = store.latest(key, *id).map(|(_, v)| v).unwrap_or(0.0);
+        m.insert((*name).to_string(), json!(count));
+        m.insert(format!("{name}_details"), json!({ "rate": rate }));
+    }
+    Value::Object(m)
+}
 
 pub fn table_json(t: &FieldTable) -> Value {
     let mut m = Map::new();
@@ -33,9 +50,22 @@ fn value_json(v: &FieldValue) -> Value {
     }
 }
 
-pub fn queue_json(q: &Queue) -> Value {
+pub fn queue_json(q: &Queue, store: &SeriesStore) -> Value {
     let c = q.counts();
+    let s = &q.stats;
+    let key = ObjectKey::queue(q.vhost.clone(), q.name.to_string_lossy().as_ref());
+    let stats = message_stats(
+        store,
+        &key,
+        &[
+            ("publish", s.enqueued.get(), MetricId::Published),
+            ("deliver_get", s.delivered.get(), MetricId::Delivered),
+            ("ack", s.acked.get(), MetricId::Acked),
+            ("redeliver", s.redelivered.get(), MetricId::Redelivered),
+        ],
+    );
     json!({
+        "message_stats": stats,
         "name": q.name.to_string(),
         "vhost": &*q.vhost,
         "durable": q.options.durable,
@@ -54,8 +84,18 @@ pub fn queue_json(q: &Queue) -> Value {
     })
 }
 
-pub fn exchange_json(vhost: &str, e: &Exchange) -> Value {
+pub fn exchange_json(vhost: &str, e: &Exchange, store: &SeriesStore) -> Value {
+    let key = ObjectKey::exchange(vhost, e.name.to_string_lossy().as_ref());
+    let stats = message_stats(
+        store,
+        &key,
+        &[
+            ("publish_in", e.stats.publish_in.get(), MetricId::Published),
+            ("publish_out", e.stats.publish_out.get(), MetricId::Routed),
+        ],
+    );
     json!({
+        "message_stats": stats,
         "name": e.name.to_string(),
         "vhost": vhost,
         "type": e.kind.as_str(),

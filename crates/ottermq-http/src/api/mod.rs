@@ -35,7 +35,25 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
     }
     let conns = s.broker.connections();
     let channels: usize = conns.iter().map(|c| c.channels.lock().len()).sum();
+    let t = ottermq_broker::sampler::message_totals(&s.broker);
+    let stats = {
+        use ottermq_metrics::{MetricId, ObjectKey};
+        let store = s.broker.metrics.read();
+        json::message_stats(
+            &store,
+            &ObjectKey::Broker,
+            &[
+                ("publish", t.published, MetricId::Published),
+                ("deliver_get", t.deliver_get(), MetricId::Delivered),
+                ("ack", t.acked, MetricId::Acked),
+                ("redeliver", t.redelivered, MetricId::Redelivered),
+                ("confirm", t.confirmed, MetricId::Confirmed),
+                ("return_unroutable", t.returned, MetricId::Returned),
+            ],
+        )
+    };
     Json(json!({
+        "message_stats": stats,
         "product_name": "OtterMQ",
         "product_version": env!("CARGO_PKG_VERSION"),
         "management_version": env!("CARGO_PKG_VERSION"),
@@ -71,8 +89,9 @@ pub async fn vhosts(State(s): State<AppState>) -> Json<Value> {
 
 pub async fn queues(State(s): State<AppState>) -> Json<Value> {
     let mut out = Vec::new();
+    let store = s.broker.metrics.read();
     for v in s.broker.vhosts() {
-        out.extend(v.queues().iter().map(|q| queue_json(q)));
+        out.extend(v.queues().iter().map(|q| queue_json(q, &store)));
     }
     Json(Value::Array(out))
 }
@@ -82,8 +101,9 @@ pub async fn queues_in(
     Path(vh): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let v = vhost(&s, &vh)?;
+    let store = s.broker.metrics.read();
     Ok(Json(Value::Array(
-        v.queues().iter().map(|q| queue_json(q)).collect(),
+        v.queues().iter().map(|q| queue_json(q, &store)).collect(),
     )))
 }
 
@@ -95,13 +115,19 @@ pub async fn queue(
     let q = v
         .queue(name.as_bytes())
         .ok_or_else(|| ApiError::not_found(format!("queue '{name}' not found in vhost '{vh}'")))?;
-    Ok(Json(queue_json(&q)))
+    let store = s.broker.metrics.read();
+    Ok(Json(queue_json(&q, &store)))
 }
 
 pub async fn exchanges(State(s): State<AppState>) -> Json<Value> {
     let mut out = Vec::new();
+    let store = s.broker.metrics.read();
     for v in s.broker.vhosts() {
-        out.extend(v.exchanges().iter().map(|e| exchange_json(&v.name, e)));
+        out.extend(
+            v.exchanges()
+                .iter()
+                .map(|e| exchange_json(&v.name, e, &store)),
+        );
     }
     Json(Value::Array(out))
 }
@@ -111,10 +137,11 @@ pub async fn exchanges_in(
     Path(vh): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let v = vhost(&s, &vh)?;
+    let store = s.broker.metrics.read();
     Ok(Json(Value::Array(
         v.exchanges()
             .iter()
-            .map(|e| exchange_json(&v.name, e))
+            .map(|e| exchange_json(&v.name, e, &store))
             .collect(),
     )))
 }
@@ -127,7 +154,8 @@ pub async fn exchange(
     let e = v.exchange(name.as_bytes()).ok_or_else(|| {
         ApiError::not_found(format!("exchange '{name}' not found in vhost '{vh}'"))
     })?;
-    Ok(Json(exchange_json(&v.name, &e)))
+    let store = s.broker.metrics.read();
+    Ok(Json(exchange_json(&v.name, &e, &store)))
 }
 
 pub async fn bindings(State(s): State<AppState>) -> Json<Value> {
