@@ -140,6 +140,11 @@ async fn counters_rates_series_and_errors() {
     assert_eq!(t["acked"], n);
     assert_eq!(t["unroutable"], 1);
     assert_eq!(t["get_empty"], 1);
+    let l = &o["lifecycle"];
+    assert_eq!(l["connections_opened"], 1);
+    assert_eq!(l["channels_opened"], 2);
+    assert_eq!(l["queues_declared"], 2);
+    assert_eq!(l["consumers_added"], 1);
     assert_eq!(o["gauges"]["connections"].as_f64(), Some(1.0));
     assert_eq!(o["gauges"]["messages_ready"].as_f64(), Some(0.0));
     assert!(o["gauges"]["memory_rss_bytes"].as_f64().unwrap() > 1e6);

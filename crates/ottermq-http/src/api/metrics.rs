@@ -86,6 +86,7 @@ fn max_duration(s: &AppState) -> Duration {
 
 pub async fn overview(State(s): State<AppState>) -> Json<Value> {
     let totals = message_totals(&s.broker);
+    let b = &s.broker.stats;
     let store = s.broker.metrics.read();
     let k = ObjectKey::Broker;
     let mut rates = Map::new();
@@ -128,6 +129,13 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
             "get": totals.get, "get_empty": totals.get_empty, "acked": totals.acked, "nacked": totals.nacked,
             "rejected": totals.rejected, "requeued": totals.requeued, "redelivered": totals.redelivered,
             "returned": totals.returned, "unroutable": totals.unroutable, "confirmed": totals.confirmed,
+        },
+        "lifecycle": {
+            "connections_opened": b.connections_opened.get(), "connections_closed": b.connections_closed.get(),
+            "channels_opened": b.channels_opened.get(), "channels_closed": b.channels_closed.get(),
+            "queues_declared": b.queues_declared.get(), "queues_deleted": b.queues_deleted.get(),
+            "exchanges_declared": b.exchanges_declared.get(), "exchanges_deleted": b.exchanges_deleted.get(),
+            "consumers_added": b.consumers_added.get(), "consumers_removed": b.consumers_removed.get(),
         },
         "latency_us": {
             "time_in_queue": percentiles(&store, [MetricId::LatencyP50, MetricId::LatencyP95, MetricId::LatencyP99]),
