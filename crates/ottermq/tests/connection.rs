@@ -287,3 +287,35 @@ async fn malformed_method_arguments_are_a_frame_error() {
     }
     b.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_plain_response_is_a_syntax_error() {
+    let b = broker().await;
+    let mut r = Raw::connect(b.addr).await;
+    r.send_bytes(PROTOCOL_HEADER).await;
+    let (_, m) = r.method().await.expect("start");
+    assert!(matches!(m, Method::ConnectionStart(_)));
+    // PLAIN wants "\0user\0password"; without the NULs it cannot be read at all.
+    r.send(
+        0,
+        &Method::ConnectionStartOk(ConnectionStartOk {
+            client_properties: FieldTable::new(),
+            mechanism: "PLAIN".into(),
+            response: LongStr::from("guestguest"),
+            locale: "en_US".into(),
+        }),
+    )
+    .await;
+    match r.method().await {
+        Some((0, Method::ConnectionClose(c))) => {
+            // RabbitMQ: protocol_error(syntax_error, "response ~tp invalid").
+            assert_eq!(c.reply_code, 502, "{c:?}");
+            assert_eq!((c.class_id, c.method_id), (10, 11));
+        }
+        other => panic!("expected connection.close 502, got {other:?}"),
+    }
+    // A well-formed client is still served.
+    let ok = lapin_connect(&b.url).await;
+    assert!(ok.status().connected());
+    b.stop().await;
+}

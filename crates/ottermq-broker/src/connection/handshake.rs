@@ -98,7 +98,13 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
             ));
             return refuse(r, e).await;
         }
-        None => return refuse(r, login_refused(&start_ok.mechanism)).await,
+        None => {
+            // A response that does not parse is a protocol error (502), as RabbitMQ's PLAIN
+            // and AMQPLAIN mechanisms report it, not a refused login.
+            let e = AmqpError::syntax_error(format!("{} response invalid", start_ok.mechanism))
+                .on(10, 11);
+            return refuse(r, e).await;
+        }
     };
     let user = match broker.login(&creds.username, &creds.password, peer.ip()) {
         Ok(u) => u,
