@@ -47,7 +47,7 @@ def main():
     time.sleep(args.settle)
 
     auth = "Basic " + base64.b64encode(b"guest:guest").decode()
-    http = http.client.HTTPConnection(args.host, args.http_port)
+    hc = http.client.HTTPConnection(args.host, args.http_port)
     endpoints = {
         "queue_series_10m": lambda: f"/api/metrics/queues/%2F/{random.choice(names)}?duration=10m",
         "timeseries_publish_5m": lambda: "/api/metrics/timeseries/publish?duration=5m",
@@ -60,8 +60,8 @@ def main():
         for _ in range(args.requests):
             p = path()
             t0 = time.perf_counter()
-            http.request("GET", p, headers={"Authorization": auth})
-            r = http.getresponse()
+            hc.request("GET", p, headers={"Authorization": auth})
+            r = hc.getresponse()
             body = r.read()
             times.append((time.perf_counter() - t0) * 1000.0)
             if r.status != 200:

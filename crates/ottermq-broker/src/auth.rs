@@ -1,6 +1,9 @@
 //! SASL mechanisms offered in connection.start: PLAIN and AMQPLAIN.
 
 use ottermq_protocol::{FieldTable, LongStr};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 /// Credentials pulled out of a connection.start-ok response.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,9 +56,60 @@ fn parse_amqplain(b: &[u8]) -> Option<Credentials> {
     })
 }
 
+/// Failed logins per peer address over a fixed one-minute window, so a password-guessing
+/// client is cut off after a few tries while other peers are unaffected.
+#[derive(Debug, Default)]
+pub struct FailureWindow {
+    peers: HashMap<IpAddr, (Instant, u32)>,
+}
+
+impl FailureWindow {
+    /// The window a failure count lasts.
+    pub const WINDOW: Duration = Duration::from_secs(60);
+    /// Entries kept before expired ones are swept, so a flood of addresses cannot grow it.
+    const SWEEP_AT: usize = 4096;
+
+    /// Failures `peer` made in its current window.
+    pub fn count(&self, peer: IpAddr, now: Instant) -> u32 {
+        match self.peers.get(&peer) {
+            Some((start, n)) if now.duration_since(*start) < Self::WINDOW => *n,
+            _ => 0,
+        }
+    }
+
+    pub fn record(&mut self, peer: IpAddr, now: Instant) {
+        if self.peers.len() >= Self::SWEEP_AT {
+            self.peers
+                .retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+        }
+        let e = self.peers.entry(peer).or_insert((now, 0));
+        if now.duration_since(e.0) >= Self::WINDOW {
+            *e = (now, 0);
+        }
+        e.1 = e.1.saturating_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_window_counts_per_peer_and_expires() {
+        let mut w = FailureWindow::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            w.record(a, t0);
+        }
+        assert_eq!(w.count(a, t0), 3);
+        assert_eq!(w.count(b, t0), 0);
+        let later = t0 + FailureWindow::WINDOW;
+        assert_eq!(w.count(a, later), 0);
+        w.record(a, later);
+        assert_eq!(w.count(a, later), 1);
+    }
 
     #[test]
     fn plain_splits_on_nul() {

@@ -2,6 +2,7 @@
 
 use crate::config::{BrokerConfig, UserConfig};
 use crate::connection::ConnectionHandle;
+use crate::error::{AmqpError, AmqpResult};
 use crate::stats::BrokerStats;
 use crate::vhost::VHost;
 use parking_lot::{Mutex, RwLock};
@@ -17,6 +18,7 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     users: RwLock<HashMap<String, UserConfig>>,
     connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
+    auth_failures: Mutex<crate::auth::FailureWindow>,
     next_connection_id: AtomicU64,
     shutting_down: AtomicBool,
     pub started_at: Instant,
@@ -40,7 +42,11 @@ impl Broker {
         let vhosts = config
             .vhosts
             .iter()
-            .map(|v| (v.clone(), Arc::new(VHost::new(v, stats.clone()))))
+            .map(|v| {
+                let vh = VHost::new(v, stats.clone());
+                vh.set_max_queues(config.max_queues_per_vhost);
+                (v.clone(), Arc::new(vh))
+            })
             .collect();
         let metrics = crate::sampler::MetricsHub::new(config.metrics);
         let users = config
@@ -53,6 +59,7 @@ impl Broker {
             vhosts: RwLock::new(vhosts),
             users: RwLock::new(users),
             connections: Mutex::new(HashMap::new()),
+            auth_failures: Mutex::new(crate::auth::FailureWindow::default()),
             next_connection_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             started_at: Instant::now(),
@@ -73,7 +80,11 @@ impl Broker {
         self.vhosts
             .write()
             .entry(name.to_string())
-            .or_insert_with(|| Arc::new(VHost::new(name, self.stats.clone())))
+            .or_insert_with(|| {
+                let vh = VHost::new(name, self.stats.clone());
+                vh.set_max_queues(self.config.max_queues_per_vhost);
+                Arc::new(vh)
+            })
             .clone()
     }
 
@@ -99,9 +110,45 @@ impl Broker {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn register(&self, c: Arc<ConnectionHandle>) {
+    /// Admits an authenticated connection at connection.open, unless the node's or the user's
+    /// connection limit is reached (checked and counted under one lock, so concurrent opens
+    /// cannot both slip under a limit). The refusal is RabbitMQ's 530 NOT_ALLOWED.
+    pub(crate) fn register(&self, c: Arc<ConnectionHandle>, user: &str) -> AmqpResult<()> {
+        let mut conns = self.connections.lock();
+        let max = self.config.max_connections;
+        if max != 0 && conns.len() >= max as usize {
+            return Err(AmqpError::not_allowed(format!(
+                "connection refused: node connection limit ({max}) is reached"
+            )));
+        }
+        let per_user = self.config.max_connections_per_user;
+        if per_user != 0 {
+            let n = conns
+                .values()
+                .filter(|h| h.info.lock().user == user)
+                .count();
+            if n >= per_user as usize {
+                return Err(AmqpError::not_allowed(format!(
+                    "connection refused for user '{user}': user connection limit ({per_user}) is reached"
+                )));
+            }
+        }
         self.stats.connections_opened.inc();
-        self.connections.lock().insert(c.id, c);
+        conns.insert(c.id, c);
+        Ok(())
+    }
+
+    /// Whether `peer` has used up its failed logins for the current minute.
+    pub(crate) fn auth_throttled(&self, peer: IpAddr) -> bool {
+        let limit = self.config.auth_failures_per_minute;
+        limit != 0 && self.auth_failures.lock().count(peer, Instant::now()) >= limit
+    }
+
+    /// Counts a failed login from `peer`.
+    pub(crate) fn auth_failed(&self, peer: IpAddr) {
+        if self.config.auth_failures_per_minute != 0 {
+            self.auth_failures.lock().record(peer, Instant::now());
+        }
     }
 
     pub(crate) fn deregister(&self, id: u64) {

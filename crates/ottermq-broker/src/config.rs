@@ -31,6 +31,15 @@ pub struct BrokerConfig {
     pub outbound_high_water: usize,
     /// Sample interval and retention of the metrics core's time series.
     pub metrics: ottermq_metrics::TierConfig,
+    /// Most open connections on the node; 0 = no limit (RabbitMQ: `connection_max`).
+    pub max_connections: u32,
+    /// Most open connections per user; 0 = no limit (RabbitMQ: the user's `max-connections`).
+    pub max_connections_per_user: u32,
+    /// Most queues per vhost; 0 = no limit (RabbitMQ: the vhost's `max-queues`).
+    pub max_queues_per_vhost: u32,
+    /// Failed logins one peer address may make per minute before its further attempts are
+    /// refused without looking at the password; 0 = no limit.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +59,10 @@ impl Default for BrokerConfig {
             handshake_timeout: Duration::from_secs(10),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
+            max_connections: 0,
+            max_connections_per_user: 0,
+            max_queues_per_vhost: 0,
+            auth_failures_per_minute: 10,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::RouteTargets;
 use ottermq_protocol::{FieldTable, ShortStr};
 use parking_lot::RwLock;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub struct VHost {
     stats: Arc<crate::stats::BrokerStats>,
     exchanges: RwLock<HashMap<ShortStr, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
+    /// Most queues this vhost may hold (0 = no limit), RabbitMQ's `max-queues`.
+    max_queues: AtomicU32,
 }
 
 /// What an exchange.declare asks for.
@@ -41,6 +44,7 @@ impl VHost {
             stats,
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
+            max_queues: AtomicU32::new(0),
         };
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -55,6 +59,11 @@ impl VHost {
             v.exchanges.write().insert(name, Arc::new(e));
         }
         v
+    }
+
+    /// Sets the queue limit (0 = none); queues already there stay.
+    pub fn set_max_queues(&self, n: u32) {
+        self.max_queues.store(n, Ordering::Relaxed);
     }
 
     pub fn exchange(&self, name: &[u8]) -> Option<Arc<Exchange>> {
@@ -182,6 +191,13 @@ impl VHost {
             q.check_access(conn)?;
             self.check_equivalent_queue(q, &options)?;
             return Ok((q.clone(), false));
+        }
+        let limit = self.max_queues.load(Ordering::Relaxed);
+        if limit != 0 && map.len() >= limit as usize {
+            return Err(AmqpError::precondition_failed(format!(
+                "cannot declare queue '{name}': queue limit in vhost '{}' ({limit}) is reached",
+                self.name
+            )));
         }
         let owner = options.exclusive.then_some(conn);
         let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner));

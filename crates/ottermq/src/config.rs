@@ -44,6 +44,12 @@ pub struct FileConfig {
     pub handshake_timeout_secs: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
+    /// Most connections on the node, per user, and queues per vhost (0 = no limit).
+    pub max_connections: Option<u32>,
+    pub max_connections_per_user: Option<u32>,
+    pub max_queues_per_vhost: Option<u32>,
+    /// Failed logins per peer address per minute before it is refused outright (default 10).
+    pub auth_failures_per_minute: Option<u32>,
     /// The metrics core's sampler (default on).
     pub metrics_enabled: Option<bool>,
     /// Fine tier: sample interval (default 5) and number of samples kept (default 120).
@@ -128,6 +134,18 @@ impl Settings {
         }
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = file.max_connections {
+            b.max_connections = v;
+        }
+        if let Some(v) = file.max_connections_per_user {
+            b.max_connections_per_user = v;
+        }
+        if let Some(v) = file.max_queues_per_vhost {
+            b.max_queues_per_vhost = v;
+        }
+        if let Some(v) = file.auth_failures_per_minute {
+            b.auth_failures_per_minute = v;
         }
         if let Some(v) = file.metrics_enabled {
             s.metrics_enabled = v;

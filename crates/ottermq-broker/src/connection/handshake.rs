@@ -106,9 +106,14 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
             return refuse(r, e).await;
         }
     };
+    if broker.auth_throttled(peer.ip()) {
+        tracing::warn!(%peer, user = %creds.username, "login refused: too many failed logins from this address");
+        return refuse(r, login_refused(&start_ok.mechanism)).await;
+    }
     let user = match broker.login(&creds.username, &creds.password, peer.ip()) {
         Ok(u) => u,
         Err(why) => {
+            broker.auth_failed(peer.ip());
             let detail = match why {
                 LoginError::UnknownUser => "user unknown",
                 LoginError::BadPassword => "invalid credentials",
@@ -201,6 +206,9 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         info.frame_max = frame_max;
         info.channel_max = channel_max;
         info.heartbeat = tune_ok.heartbeat;
+    }
+    if let Err(e) = broker.register(r.handle.clone(), &user.name) {
+        return refuse(r, e.on(10, 40)).await;
     }
     r.send(0, &Method::ConnectionOpenOk);
     Some(ConnCtx {

@@ -119,7 +119,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         }
     };
     if let Some(ctx) = ctx {
-        broker.register(handle.clone());
+        // The handshake registered the connection at connection.open (limits checked there).
         let mut conn = Connection {
             reader,
             ctx,
