@@ -222,8 +222,13 @@ impl Connection {
                     .as_mut()
                     .reset(tokio::time::Instant::now() + close_wait);
             }
+            // A client that does not read what it is sent is not read from either (TCP flow
+            // control holds it); the heartbeat timer still runs, so one that never resumes is
+            // dropped after two intervals.
+            let paused = handle.out.over_read_limit();
             tokio::select! {
-                more = self.reader.fill() => {
+                _ = handle.out.wait_drained(), if paused => {}
+                more = self.reader.fill(), if !paused => {
                     if !more {
                         return Ending::Gone;
                     }

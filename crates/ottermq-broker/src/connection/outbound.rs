@@ -5,11 +5,14 @@
 //! short lock. The writer task takes the whole buffer at once and writes it with one syscall, so
 //! frames coalesce under load and nothing is allocated per frame. The buffer is bounded in
 //! effect: above the high-water mark consumers on this connection stop receiving until the
-//! writer drains it (a slow reader slows its own deliveries, not the broker).
+//! writer drains it (a slow reader slows its own deliveries, not the broker). Above twice the
+//! mark the connection's reader stops reading the socket too, so a client that sends but never
+//! reads (publishing mandatory messages that come back, pipelining gets) is held by TCP flow
+//! control instead of growing the broker's memory.
 
 use bytes::BytesMut;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use tokio::sync::Notify;
 
 /// Above this many buffered bytes, deliveries to the connection pause.
@@ -23,6 +26,10 @@ pub struct Outbound {
     congested: AtomicBool,
     frame_max: AtomicU32,
     high_water: usize,
+    /// Bytes the writer has taken and not yet finished writing.
+    in_flight: AtomicUsize,
+    /// Signalled after each socket write, for a reader paused by `over_read_limit`.
+    drained: Notify,
 }
 
 impl Outbound {
@@ -34,6 +41,8 @@ impl Outbound {
             congested: AtomicBool::new(false),
             frame_max: AtomicU32::new(frame_max),
             high_water,
+            in_flight: AtomicUsize::new(0),
+            drained: Notify::new(),
         }
     }
 
@@ -82,8 +91,32 @@ impl Outbound {
     }
 
     /// Writer side: takes everything buffered, leaving the spare capacity behind for reuse.
+    /// The bytes count as in flight until `written`.
     pub fn take(&self) -> BytesMut {
-        self.buf.lock().split()
+        let data = self.buf.lock().split();
+        self.in_flight.store(data.len(), Ordering::Relaxed);
+        data
+    }
+
+    /// Writer side: the bytes from the last `take` are on the socket.
+    pub fn written(&self) {
+        self.in_flight.store(0, Ordering::Relaxed);
+        self.drained.notify_one();
+    }
+
+    /// Bytes waiting to reach the client: buffered plus being written (RabbitMQ's `send_pend`).
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.lock().len() + self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the reader should stop reading this client's socket until the writer catches up.
+    pub fn over_read_limit(&self) -> bool {
+        self.pending_bytes() > self.high_water.saturating_mul(2)
+    }
+
+    /// Reader side: waits for the next socket write to finish.
+    pub async fn wait_drained(&self) {
+        self.drained.notified().await
     }
 
     /// Writer side: called after a write; true when the buffer fell back under half the

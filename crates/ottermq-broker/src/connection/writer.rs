@@ -35,9 +35,11 @@ pub(super) async fn run(handle: Arc<ConnectionHandle>, mut wr: OwnedWriteHalf) {
             }
             if wr.write_all(&data).await.is_err() {
                 // The peer is gone; the reader notices on its side. Stop accepting deliveries.
+                out.written();
                 handle.force_close("write failed");
                 return;
             }
+            out.written();
             last_write = Instant::now();
             if out.relieved() {
                 handle.resume_consumers();

@@ -148,6 +148,7 @@ pub fn connection_json(c: &ConnectionHandle) -> Value {
         "host": c.local.map(|l| l.ip().to_string()),
         "port": c.local.map(|l| l.port()),
         "channels": c.channels.lock().len(),
+        "send_pend": c.out.pending_bytes(),
         "frame_max": info.frame_max,
         "channel_max": info.channel_max,
         "timeout": info.heartbeat,
