@@ -5,7 +5,7 @@
 //! - `vhost`, `exchange`, `queue`: the routing model (exchange types each in their own file).
 //! - `message`: the message as the broker holds it (`Bytes` all the way, no copies per queue).
 //! - `broker`, `config`, `auth`: users, vhosts, settings and SASL.
-//! - `server`: the TCP listener.
+//! - `server`: the TCP listener (plain and TLS); `tls`: certificates and rustls set-up.
 
 pub mod auth;
 pub mod broker;
@@ -19,6 +19,7 @@ pub mod queue;
 pub mod sampler;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod vhost;
 
 pub use broker::Broker;

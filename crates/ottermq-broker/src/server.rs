@@ -1,20 +1,38 @@
-//! The AMQP listener: accepts TCP connections and serves each on its own task.
+//! The AMQP listener: accepts TCP connections, optionally completes a TLS handshake (amqps),
+//! and serves each on its own task.
 
 use crate::broker::Broker;
+use crate::tls::TlsAcceptor;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// A bound listener; `run` accepts until `shutdown` resolves.
 pub struct AmqpListener {
     listener: TcpListener,
     broker: Arc<Broker>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl AmqpListener {
     pub async fn bind(addr: SocketAddr, broker: Arc<Broker>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(AmqpListener { listener, broker })
+        Ok(AmqpListener {
+            listener,
+            broker,
+            tls: None,
+        })
+    }
+
+    /// A listener whose clients speak TLS first (amqps).
+    pub async fn bind_tls(
+        addr: SocketAddr,
+        broker: Arc<Broker>,
+        tls: TlsAcceptor,
+    ) -> std::io::Result<Self> {
+        let mut l = Self::bind(addr, broker).await?;
+        l.tls = Some(tls);
+        Ok(l)
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -32,7 +50,14 @@ impl AmqpListener {
                             continue;
                         }
                         let broker = self.broker.clone();
-                        tokio::spawn(crate::connection::serve(broker, socket, peer));
+                        match &self.tls {
+                            None => {
+                                tokio::spawn(crate::connection::serve(broker, socket, peer));
+                            }
+                            Some(tls) => {
+                                tokio::spawn(serve_tls(broker, tls.clone(), socket, peer));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -43,4 +68,25 @@ impl AmqpListener {
             }
         }
     }
+}
+
+/// Completes the TLS handshake (within the AMQP handshake timeout, so a silent client cannot
+/// hold the socket) and serves the connection over it.
+async fn serve_tls(broker: Arc<Broker>, tls: TlsAcceptor, socket: TcpStream, peer: SocketAddr) {
+    let _ = socket.set_nodelay(true);
+    let local = socket.local_addr().ok();
+    let timeout = broker.config.handshake_timeout;
+    let stream = match tokio::time::timeout(timeout, tls.accept(socket)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (rd, wr) = tokio::io::split(stream);
+    crate::connection::serve_transport(broker, Box::new(rd), Box::new(wr), peer, local).await;
 }

@@ -57,6 +57,57 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Serves the router over HTTPS on a bound listener until `shutdown` resolves. Each
+/// connection's TLS handshake runs on its own task (bounded by a timeout), then hyper serves
+/// HTTP/1.1 or HTTP/2 on it; the peer address reaches handlers as `ConnectInfo`, as on the
+/// plain listener, so loopback-only users work the same.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: tokio_rustls::TlsAcceptor,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (sock, peer) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "management accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let tls = tls.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(sock))
+                    .await
+                {
+                    Ok(Ok(s)) => s,
+                    _ => return,
+                };
+            let svc = tower::ServiceExt::map_request(
+                app,
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            );
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
 /// Serves the router on a bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,

@@ -24,6 +24,10 @@ pub struct Cli {
     /// Directory for durable definitions and persistent messages [default: ./data]
     #[arg(long, env = "OTTERMQ_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// AMQPS (TLS) listener port; used when `tls_cert_file` and `tls_key_file` are set in the
+    /// configuration file [default: 5671]
+    #[arg(long, env = "OTTERMQ_AMQPS_PORT")]
+    pub amqps_port: Option<u16>,
     /// TOML configuration file (users, vhosts, limits); flags and environment override it
     #[arg(long, env = "OTTERMQ_CONFIG")]
     pub config: Option<PathBuf>,
@@ -44,6 +48,15 @@ pub struct FileConfig {
     pub handshake_timeout_secs: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
+    /// TLS: PEM certificate chain and key; with both set, AMQPS listens on `amqps_port`.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// CA for client certificates; with `tls_fail_if_no_peer_cert` they are required.
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_fail_if_no_peer_cert: Option<bool>,
+    pub amqps_port: Option<u16>,
+    /// Serve the management port (API, UI, /metrics) over HTTPS with the same certificate.
+    pub management_tls: Option<bool>,
     /// Most connections on the node, per user, and queues per vhost (0 = no limit).
     pub max_connections: Option<u32>,
     pub max_connections_per_user: Option<u32>,
@@ -83,6 +96,10 @@ pub struct Settings {
     pub broker: BrokerConfig,
     /// Whether the sampler runs (counters are always kept; they cost an atomic add).
     pub metrics_enabled: bool,
+    /// The AMQPS listener and the certificates it (and HTTPS, if `management_tls`) uses.
+    pub amqps_addr: Option<SocketAddr>,
+    pub tls: Option<ottermq_broker::tls::TlsSettings>,
+    pub management_tls: bool,
 }
 
 impl Default for Settings {
@@ -94,6 +111,9 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             broker: BrokerConfig::default(),
             metrics_enabled: true,
+            amqps_addr: None,
+            tls: None,
+            management_tls: false,
         }
     }
 }
@@ -118,6 +138,26 @@ impl Settings {
             cli.http_port.or(file.http_port).unwrap_or(15672),
         ));
         s.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(s.data_dir);
+        match (&file.tls_cert_file, &file.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                s.tls = Some(ottermq_broker::tls::TlsSettings {
+                    cert_file: cert.clone(),
+                    key_file: key.clone(),
+                    ca_file: file.tls_ca_file.clone(),
+                    fail_if_no_peer_cert: file.tls_fail_if_no_peer_cert.unwrap_or(false),
+                });
+                let port = cli.amqps_port.or(file.amqps_port).unwrap_or(5671);
+                s.amqps_addr = Some(SocketAddr::new(bind, port));
+                s.management_tls = file.management_tls.unwrap_or(false);
+            }
+            (None, None) => {
+                anyhow::ensure!(
+                    file.management_tls != Some(true),
+                    "management_tls needs tls_cert_file and tls_key_file"
+                );
+            }
+            _ => anyhow::bail!("tls_cert_file and tls_key_file must be set together"),
+        }
         let b = &mut s.broker;
         if let Some(v) = file.heartbeat {
             b.heartbeat = v;

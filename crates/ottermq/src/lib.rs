@@ -16,6 +16,8 @@ use tokio::task::JoinHandle;
 /// A started server. Dropping it does not stop it; call `shutdown`.
 pub struct RunningServer {
     pub amqp_addr: SocketAddr,
+    /// The AMQPS listener, when TLS is configured.
+    pub amqps_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
     pub broker: Arc<Broker>,
     readiness: Arc<Readiness>,
@@ -25,6 +27,12 @@ pub struct RunningServer {
 
 /// Binds the listeners and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    // TLS set-up errors (unreadable files, a key that does not match) stop the start before
+    // anything listens.
+    let tls = match &settings.tls {
+        Some(t) => Some(ottermq_broker::tls::acceptor(t)?),
+        None => None,
+    };
     let broker = Broker::new(settings.broker.clone());
     let listener = AmqpListener::bind(settings.amqp_addr, broker.clone()).await?;
     let amqp_addr = listener.local_addr()?;
@@ -38,9 +46,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             .await
     });
     tracing::info!(%amqp_addr, "AMQP listener ready");
+    let mut tasks = vec![amqp_task];
+    let mut amqps_addr = None;
+    if let (Some(addr), Some(tls)) = (settings.amqps_addr, tls) {
+        let listener = AmqpListener::bind_tls(addr, broker.clone(), tls).await?;
+        let bound = listener.local_addr()?;
+        amqps_addr = Some(bound);
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            listener
+                .run(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+        tracing::info!(amqps_addr = %bound, "AMQPS listener ready");
+    }
     let readiness = Arc::new(Readiness::default());
     readiness.amqp_addr.set(amqp_addr).ok();
-    let mut tasks = vec![amqp_task];
     let mut http_addr = None;
     if let Some(addr) = settings.http_addr {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -51,11 +74,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             readiness: readiness.clone(),
         };
         let mut rx = stop_rx.clone();
+        let https = match (&settings.tls, settings.management_tls) {
+            (Some(t), true) => Some(tokio_rustls::TlsAcceptor::from(
+                ottermq_broker::tls::server_config(t, &[b"h2", b"http/1.1"])?,
+            )),
+            _ => None,
+        };
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = ottermq_http::serve(listener, state, shutdown).await {
+            let served = match https {
+                Some(tls) => ottermq_http::serve_tls(listener, state, tls, shutdown).await,
+                None => ottermq_http::serve(listener, state, shutdown).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "management HTTP server failed");
             }
         }));
@@ -72,6 +105,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
     readiness.set_ready(true);
     Ok(RunningServer {
         amqp_addr,
+        amqps_addr,
         http_addr,
         broker,
         readiness,

@@ -26,8 +26,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+/// The read half of a client's transport: a TCP socket's own half, or one side of a TLS
+/// stream. Boxed, so the reader is one type whatever the transport (one dynamic call per read
+/// of up to 64 KiB, not per frame).
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half, owned by the writer task.
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 use tokio::sync::Notify;
 
 /// Facts about an open connection, for the management API and for shutdown.
@@ -87,6 +94,17 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let local = socket.local_addr().ok();
     let (rd, wr) = socket.into_split();
+    serve_transport(broker, Box::new(rd), Box::new(wr), peer, local).await
+}
+
+/// Serves one client over any transport (plain TCP or TLS) until it closes.
+pub async fn serve_transport(
+    broker: Arc<Broker>,
+    rd: ReadHalf,
+    wr: WriteHalf,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) {
     let out = Arc::new(Outbound::new(
         broker.config.frame_max,
         broker.config.outbound_high_water,
@@ -137,7 +155,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
 
 /// The read half and its buffer.
 pub(crate) struct Reader {
-    rd: OwnedReadHalf,
+    rd: ReadHalf,
     buf: BytesMut,
     handle: Arc<ConnectionHandle>,
 }

@@ -6,10 +6,9 @@ use ottermq_protocol::encode_heartbeat;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::time::Instant;
 
-pub(super) async fn run(handle: Arc<ConnectionHandle>, mut wr: OwnedWriteHalf) {
+pub(super) async fn run(handle: Arc<ConnectionHandle>, mut wr: super::WriteHalf) {
     let out = &handle.out;
     let mut last_write = Instant::now();
     loop {
