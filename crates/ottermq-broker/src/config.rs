@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub outbound_high_water: usize,
     /// Sample interval and retention of the metrics core's time series.
     pub metrics: ottermq_metrics::TierConfig,
+    /// Size at which a message log segment is closed and the next begun.
+    pub segment_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +52,7 @@ impl Default for BrokerConfig {
             handshake_timeout: Duration::from_secs(10),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
+            segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
         }
     }
 }

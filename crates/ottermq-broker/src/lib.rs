@@ -19,6 +19,7 @@ pub mod queue;
 pub mod sampler;
 pub mod server;
 pub mod stats;
+pub mod store;
 pub mod vhost;
 
 pub use broker::Broker;

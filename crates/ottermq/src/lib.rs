@@ -3,6 +3,7 @@
 
 pub mod config;
 
+use anyhow::Context;
 use config::Settings;
 use ottermq_broker::server::AmqpListener;
 use ottermq_broker::Broker;
@@ -25,7 +26,24 @@ pub struct RunningServer {
 
 /// Binds the listeners and starts serving.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
-    let broker = Broker::new(settings.broker.clone());
+    let (broker, report) = {
+        let config = settings.broker.clone();
+        let dir = settings.data_dir.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config, &dir))
+            .await?
+            .with_context(|| format!("recovering from {}", settings.data_dir.display()))?
+    };
+    for issue in &report.issues {
+        tracing::warn!(%issue, "recovery found damage");
+    }
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        vhosts = report.vhosts,
+        queues = report.queues,
+        messages = report.messages,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "recovered durable state"
+    );
     let listener = AmqpListener::bind(settings.amqp_addr, broker.clone()).await?;
     let amqp_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -68,7 +86,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             let _ = rx.wait_for(|s| *s).await;
         })));
     }
-    // Nothing to recover from disk yet: ready as soon as the listeners accept.
+    // Recovery finished before the listeners were bound: ready as soon as they accept.
     readiness.set_ready(true);
     Ok(RunningServer {
         amqp_addr,

@@ -126,13 +126,28 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             channels: FxHashMap::default(),
             closing: false,
             content_channels: SmallVec::new(),
+            durable_channels: SmallVec::new(),
+            durable_rx: None,
         };
+        conn.durable_rx = conn.ctx.vhost.store.as_ref().map(|s| s.log.subscribe());
         let _ending = conn.run().await;
         conn.cleanup();
         broker.deregister(handle.id);
     }
     out.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Resolves when the message log's durable position moves (never without a log).
+async fn durable_changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// The read half and its buffer.
@@ -178,6 +193,10 @@ struct Connection {
     closing: bool,
     /// Channels that received content in this batch: their confirms are flushed after it.
     content_channels: SmallVec<[u16; 4]>,
+    /// Channels with confirms waiting for the vhost's message log to be fsynced.
+    durable_channels: SmallVec<[u16; 4]>,
+    /// Durable position of the vhost's message log; changes wake the confirm flush.
+    durable_rx: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Connection {
@@ -212,10 +231,28 @@ impl Connection {
                     }
                 }
             }
+            if let Some(rx) = &mut self.durable_rx {
+                // Seen before the durable position is read, so no fsync is missed.
+                rx.borrow_and_update();
+            }
             for id in std::mem::take(&mut self.content_channels) {
                 if let Some(ch) = self.channels.get_mut(&id) {
                     ch.flush_confirms();
+                    if ch.awaiting_durable() && !self.durable_channels.contains(&id) {
+                        self.durable_channels.push(id);
+                    }
                 }
+            }
+            if !self.durable_channels.is_empty() {
+                let channels = &mut self.channels;
+                self.durable_channels
+                    .retain(|id| match channels.get_mut(id) {
+                        Some(ch) => {
+                            ch.flush_confirms();
+                            ch.awaiting_durable()
+                        }
+                        None => false,
+                    });
             }
             if self.closing {
                 timer
@@ -231,6 +268,7 @@ impl Connection {
                         timer.as_mut().reset(tokio::time::Instant::now() + silence);
                     }
                 }
+                _ = durable_changed(&mut self.durable_rx), if !self.durable_channels.is_empty() => {}
                 _ = &mut timer => {
                     if !self.closing {
                         tracing::info!(peer = %self.reader.handle.peer, "missed heartbeats from client, closing");

@@ -1,0 +1,253 @@
+//! Durability across a clean restart: durable definitions and persistent messages on durable
+//! queues come back (with properties, headers, order and the redelivered flag); transient ones,
+//! acked ones and messages of transient queues do not.
+
+mod common;
+use common::*;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use std::path::PathBuf;
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(unique(tag));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+async fn start(dir: &PathBuf) -> ottermq::RunningServer {
+    let dir = dir.clone();
+    ottermq::testing::start_test_broker_with(move |s| s.data_dir = dir).await
+}
+
+async fn open(server: &ottermq::RunningServer) -> (lapin::Connection, Channel) {
+    let c = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let ch = within("channel", c.create_channel())
+        .await
+        .expect("channel");
+    (c, ch)
+}
+
+fn props(persistent: bool, i: usize) -> BasicProperties {
+    let mut h = FieldTable::default();
+    h.insert("n".into(), AMQPValue::LongLongInt(i as i64));
+    h.insert("tag".into(), AMQPValue::LongString("otter".into()));
+    BasicProperties::default()
+        .with_delivery_mode(if persistent { 2 } else { 1 })
+        .with_content_type("text/plain".into())
+        .with_message_id(format!("m{i}").into())
+        .with_headers(h)
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, p: BasicProperties) {
+    let confirm = within(
+        "publish",
+        ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            Default::default(),
+            body.as_bytes(),
+            p,
+        ),
+    )
+    .await
+    .expect("publish");
+    assert!(within("confirm", confirm).await.expect("confirm").is_ack());
+}
+
+async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
+    within(
+        "get",
+        ch.basic_get(q.into(), BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("get")
+}
+
+async fn exists_queue(ch_conn: &lapin::Connection, q: &str) -> bool {
+    let ch = within("channel", ch_conn.create_channel())
+        .await
+        .expect("channel");
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    within(
+        "passive",
+        ch.queue_declare(q.into(), opts, FieldTable::default()),
+    )
+    .await
+    .is_ok()
+}
+
+async fn exists_exchange(ch_conn: &lapin::Connection, e: &str, kind: ExchangeKind) -> bool {
+    let ch = within("channel", ch_conn.create_channel())
+        .await
+        .expect("channel");
+    let opts = ExchangeDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    within(
+        "passive",
+        ch.exchange_declare(e.into(), kind, opts, FieldTable::default()),
+    )
+    .await
+    .is_ok()
+}
+
+fn body(m: &lapin::message::BasicGetMessage) -> String {
+    String::from_utf8_lossy(&m.delivery.data).into_owned()
+}
+
+#[tokio::test]
+async fn restart_keeps_exactly_the_durable_state() {
+    let dir = temp_dir("ottermq-restart");
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let args = FieldTable::default();
+    for (name, opts) in [("dx", durable), ("tx", ExchangeDeclareOptions::default())] {
+        within(
+            "exchange",
+            ch.exchange_declare(name.into(), ExchangeKind::Topic, opts, args.clone()),
+        )
+        .await
+        .expect("exchange.declare");
+    }
+    let dq_opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut qargs = FieldTable::default();
+    qargs.insert("x-note".into(), AMQPValue::LongString("kept".into()));
+    within(
+        "queue",
+        ch.queue_declare("dq".into(), dq_opts, qargs.clone()),
+    )
+    .await
+    .expect("dq");
+    within(
+        "queue",
+        ch.queue_declare("dq-gone".into(), dq_opts, args.clone()),
+    )
+    .await
+    .expect("dq-gone");
+    within(
+        "queue",
+        ch.queue_declare("tq".into(), QueueDeclareOptions::default(), args.clone()),
+    )
+    .await
+    .expect("tq");
+    for (ex, q, key) in [("dx", "dq", "k.#"), ("dx", "tq", "k.#"), ("tx", "dq", "t")] {
+        within(
+            "bind",
+            ch.queue_bind(
+                q.into(),
+                ex.into(),
+                key.into(),
+                Default::default(),
+                args.clone(),
+            ),
+        )
+        .await
+        .expect("bind");
+    }
+    // dq gets p0 t0 p1 t1 .. p4 t4 p5 .. p9 (p = persistent, t = transient).
+    for i in 0..10 {
+        publish(&ch, "dx", "k.a", &format!("p{i}"), props(true, i)).await;
+        if i < 5 {
+            publish(&ch, "", "dq", &format!("t{i}"), props(false, i)).await;
+        }
+    }
+    publish(&ch, "", "tq", "lost", props(true, 99)).await;
+    publish(&ch, "", "dq-gone", "lost", props(true, 98)).await;
+    within(
+        "delete",
+        ch.queue_delete("dq-gone".into(), Default::default()),
+    )
+    .await
+    .expect("delete");
+    // Acked: p0 t0 p1. Delivered, unacked at stop: t1 p2.
+    for want in ["p0", "t0", "p1"] {
+        let m = get(&ch, "dq").await.expect("a message");
+        assert_eq!(body(&m), want);
+        within("ack", m.delivery.ack(Default::default()))
+            .await
+            .expect("ack");
+    }
+    for want in ["t1", "p2"] {
+        let m = get(&ch, "dq").await.expect("a message");
+        assert_eq!(body(&m), want);
+    }
+    drop(ch);
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    assert!(exists_exchange(&c, "dx", ExchangeKind::Topic).await);
+    assert!(!exists_exchange(&c, "tx", ExchangeKind::Topic).await);
+    assert!(exists_queue(&c, "dq").await);
+    assert!(!exists_queue(&c, "tq").await);
+    assert!(!exists_queue(&c, "dq-gone").await);
+    // Same arguments: an equivalent declare succeeds, a different one would fail.
+    within("redeclare", ch.queue_declare("dq".into(), dq_opts, qargs))
+        .await
+        .expect("equivalent redeclare");
+    let mut got = Vec::new();
+    while let Some(m) = get(&ch, "dq").await {
+        let p = m.delivery.properties.clone();
+        let n = body(&m)[1..].parse::<i64>().expect("number");
+        assert_eq!(p.delivery_mode(), &Some(2));
+        assert_eq!(
+            p.message_id().as_ref().map(|s| s.as_str().to_string()),
+            Some(format!("m{n}"))
+        );
+        assert_eq!(
+            p.content_type().as_ref().map(|s| s.as_str()),
+            Some("text/plain")
+        );
+        let h = p.headers().clone().expect("headers");
+        assert_eq!(
+            h.inner().get("n"),
+            Some(&AMQPValue::LongLongInt(n)),
+            "headers kept"
+        );
+        got.push((body(&m), m.delivery.redelivered));
+        within("ack", m.delivery.ack(Default::default()))
+            .await
+            .expect("ack");
+    }
+    let want: Vec<(String, bool)> = (2..10).map(|i| (format!("p{i}"), i == 2)).collect();
+    assert_eq!(
+        got, want,
+        "persistent, unacked messages in order, p2 redelivered"
+    );
+    // The durable binding dx -> dq came back; nothing was routed to a vanished tq.
+    publish(&ch, "dx", "k.b", "after", props(true, 100)).await;
+    let m = get(&ch, "dq")
+        .await
+        .expect("routed through the restored binding");
+    assert_eq!(body(&m), "after");
+    within("ack", m.delivery.ack(Default::default()))
+        .await
+        .expect("ack");
+    drop(ch);
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+
+    // Everything was acked: a third start finds dq empty.
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    assert!(get(&ch, "dq").await.is_none(), "acked messages stay gone");
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
