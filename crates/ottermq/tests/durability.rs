@@ -231,6 +231,9 @@ async fn restart_keeps_exactly_the_durable_state() {
         "persistent, unacked messages in order, p2 redelivered"
     );
     // The durable binding dx -> dq came back; nothing was routed to a vanished tq.
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
     publish(&ch, "dx", "k.b", "after", props(true, 100)).await;
     let m = get(&ch, "dq")
         .await
@@ -250,4 +253,117 @@ async fn restart_keeps_exactly_the_durable_state() {
     let _ = c.close(200, "bye".into()).await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn segments(data_dir: &std::path::Path) -> Vec<PathBuf> {
+    let msgs = ottermq_broker::store::vhost_dir(data_dir, "/").join("msgs");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(msgs)
+        .expect("msgs dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn ready_count(server: &ottermq::RunningServer, q: &str) -> u32 {
+    let (c, ch) = open(server).await;
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let n = within("declare", ch.queue_declare(q.into(), opts, FieldTable::default()))
+        .await
+        .expect("declare")
+        .message_count();
+    let _ = c.close(200, "bye".into()).await;
+    n
+}
+
+#[tokio::test]
+async fn torn_tail_is_truncated_and_corrupt_record_reported() {
+    use ottermq_broker::store::record::{Item, Reader, HEADER};
+    use ottermq_broker::store::recovery::{replay, IssueKind};
+    let dir = temp_dir("ottermq-damage");
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    within("declare", ch.queue_declare("rq".into(), opts, FieldTable::default()))
+        .await
+        .expect("declare");
+    for i in 0..20 {
+        publish(&ch, "", "rq", &format!("m{i}"), props(true, i)).await;
+    }
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let segs = segments(&dir);
+    assert_eq!(segs.len(), 1, "one segment: {segs:?}");
+    let original = std::fs::read(&segs[0]).expect("read segment");
+
+    // A power cut in the middle of a write: half a record at the end.
+    let torn = temp_dir("ottermq-torn");
+    copy_dir(&dir, &torn);
+    let seg = segments(&torn).remove(0);
+    let mut data = original.clone();
+    data.extend_from_slice(&original[..HEADER + 5]);
+    std::fs::write(&seg, &data).expect("write");
+    let msgs = seg.parent().expect("parent").to_path_buf();
+    let r = replay(&msgs, false).expect("replay");
+    assert_eq!(r.messages.len(), 20);
+    assert_eq!(r.issues.len(), 1, "{:?}", r.issues);
+    assert_eq!(r.issues[0].kind, IssueKind::TornTail);
+    assert_eq!(r.issues[0].offset, original.len() as u64);
+    let server = start(&torn).await;
+    assert_eq!(ready_count(&server, "rq").await, 20);
+    server.shutdown().await;
+    let repaired = std::fs::read(&seg).expect("read");
+    assert_eq!(&repaired[..original.len()], &original[..], "tail cut back");
+
+    // A flipped bit inside the sixth record: reported with file and offset, the rest loads.
+    let bad = temp_dir("ottermq-corrupt");
+    copy_dir(&dir, &bad);
+    let seg = segments(&bad).remove(0);
+    let records: Vec<(u64, usize)> = Reader::new(bytes::Bytes::from(original.clone()))
+        .filter_map(|i| match i {
+            Item::Record { offset, payload } => Some((offset, payload.len())),
+            _ => None,
+        })
+        .collect();
+    let (off, len) = records[5];
+    let mut data = original.clone();
+    data[off as usize + HEADER + len - 1] ^= 0x40;
+    std::fs::write(&seg, &data).expect("write");
+    let msgs = seg.parent().expect("parent").to_path_buf();
+    let r = replay(&msgs, false).expect("replay");
+    assert_eq!(r.messages.len(), 19);
+    assert_eq!(r.issues.len(), 1, "{:?}", r.issues);
+    assert_eq!(r.issues[0].kind, IssueKind::Corrupt);
+    assert_eq!(r.issues[0].offset, off);
+    assert_eq!(r.issues[0].file, seg);
+    assert!(r.issues[0].to_string().contains(&format!("offset {off}")));
+    let server = start(&bad).await;
+    assert_eq!(ready_count(&server, "rq").await, 19);
+    server.shutdown().await;
+    for d in [&dir, &torn, &bad] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
