@@ -27,6 +27,9 @@ pub struct Cli {
     /// TOML configuration file (users, vhosts, limits); flags and environment override it
     #[arg(long, env = "OTTERMQ_CONFIG")]
     pub config: Option<PathBuf>,
+    /// RabbitMQ-format definitions JSON (vhosts, exchanges, queues, bindings) to import at start
+    #[arg(long, env = "OTTERMQ_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
 }
 
 /// The configuration file's shape. Every field is optional.
@@ -77,6 +80,8 @@ pub struct Settings {
     pub broker: BrokerConfig,
     /// Whether the sampler runs (counters are always kept; they cost an atomic add).
     pub metrics_enabled: bool,
+    /// Definitions file imported after recovery, before the listeners accept.
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -88,6 +93,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("data"),
             broker: BrokerConfig::default(),
             metrics_enabled: true,
+            definitions: None,
         }
     }
 }
@@ -112,6 +118,7 @@ impl Settings {
             cli.http_port.or(file.http_port).unwrap_or(15672),
         ));
         s.data_dir = cli.data_dir.or(file.data_dir).unwrap_or(s.data_dir);
+        s.definitions = cli.definitions;
         let b = &mut s.broker;
         if let Some(v) = file.heartbeat {
             b.heartbeat = v;

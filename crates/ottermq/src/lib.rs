@@ -44,6 +44,17 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         elapsed_ms = report.elapsed.as_millis() as u64,
         "recovered durable state"
     );
+    if let Some(path) = &settings.definitions {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let b = broker.clone();
+        let n =
+            tokio::task::spawn_blocking(move || ottermq_http::api::definitions::import(&b, &doc))
+                .await?
+                .map_err(|e| anyhow::anyhow!("importing {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), ?n, "imported definitions");
+    }
     let listener = AmqpListener::bind(settings.amqp_addr, broker.clone()).await?;
     let amqp_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use lapin::options::*;
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use std::path::PathBuf;
 
@@ -285,10 +285,13 @@ async fn ready_count(server: &ottermq::RunningServer, q: &str) -> u32 {
         durable: true,
         ..Default::default()
     };
-    let n = within("declare", ch.queue_declare(q.into(), opts, FieldTable::default()))
-        .await
-        .expect("declare")
-        .message_count();
+    let n = within(
+        "declare",
+        ch.queue_declare(q.into(), opts, FieldTable::default()),
+    )
+    .await
+    .expect("declare")
+    .message_count();
     let _ = c.close(200, "bye".into()).await;
     n
 }
@@ -307,9 +310,12 @@ async fn torn_tail_is_truncated_and_corrupt_record_reported() {
         durable: true,
         ..Default::default()
     };
-    within("declare", ch.queue_declare("rq".into(), opts, FieldTable::default()))
-        .await
-        .expect("declare");
+    within(
+        "declare",
+        ch.queue_declare("rq".into(), opts, FieldTable::default()),
+    )
+    .await
+    .expect("declare");
     for i in 0..20 {
         publish(&ch, "", "rq", &format!("m{i}"), props(true, i)).await;
     }
@@ -366,4 +372,92 @@ async fn torn_tail_is_truncated_and_corrupt_record_reported() {
     for d in [&dir, &torn, &bad] {
         let _ = std::fs::remove_dir_all(d);
     }
+}
+
+#[tokio::test]
+async fn definitions_export_import_and_start_option() {
+    let dir = temp_dir("ottermq-defs");
+    let server = start(&dir).await;
+    let http = format!("http://{}", server.http_addr.expect("http"));
+    let client = reqwest::Client::new();
+    let doc = serde_json::json!({
+        "vhosts": [{"name": "/"}, {"name": "imported"}],
+        "exchanges": [{"name": "ix", "vhost": "imported", "type": "fanout", "durable": true,
+                       "auto_delete": false, "internal": false, "arguments": {}}],
+        "queues": [{"name": "iq", "vhost": "imported", "durable": true, "auto_delete": false,
+                    "arguments": {"x-max-priority": 5}}],
+        "bindings": [{"source": "ix", "vhost": "imported", "destination": "iq",
+                      "destination_type": "queue", "routing_key": "", "arguments": {}}],
+    });
+    let r = client
+        .post(format!("{http}/api/definitions"))
+        .basic_auth("guest", Some("guest"))
+        .json(&doc)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 204);
+    let bad = client
+        .post(format!("{http}/api/definitions"))
+        .basic_auth("guest", Some("guest"))
+        .body("{\"queues\": [{\"vhost\": \"nowhere\", \"name\": \"q\"}]}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status().as_u16(), 400);
+    let body: serde_json::Value = bad.json().await.expect("json error");
+    assert!(body["reason"].as_str().unwrap_or("").contains("nowhere"));
+    server.shutdown().await;
+
+    // Imported objects are durable: after a restart the export lists them.
+    let server = start(&dir).await;
+    let http = format!("http://{}", server.http_addr.expect("http"));
+    let export: serde_json::Value = client
+        .get(format!("{http}/api/definitions"))
+        .basic_auth("guest", Some("guest"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let names = |k: &str| -> Vec<String> {
+        export[k]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}:{}",
+                    o["vhost"].as_str().unwrap_or(""),
+                    o["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert!(names("exchanges").contains(&"imported:ix".to_string()));
+    assert!(names("queues").contains(&"imported:iq".to_string()));
+    assert_eq!(export["queues"][0]["arguments"]["x-max-priority"], 5);
+    assert_eq!(export["bindings"].as_array().map(|a| a.len()), Some(1));
+    server.shutdown().await;
+
+    // The export loads into a fresh broker with --definitions.
+    let file = dir.with_extension("defs.json");
+    std::fs::write(&file, serde_json::to_vec(&export).expect("encode")).expect("write");
+    let fresh = temp_dir("ottermq-defs2");
+    let f = file.clone();
+    let d = fresh.clone();
+    let server = ottermq::testing::start_test_broker_with(move |s| {
+        s.data_dir = d;
+        s.definitions = Some(f);
+    })
+    .await;
+    let v = server.broker.vhost("imported").expect("vhost imported");
+    assert!(v.queue(b"iq").is_some());
+    assert!(v.exchange(b"ix").is_some_and(|e| e.has_bindings()));
+    server.shutdown().await;
+    for d in [&dir, &fresh] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    let _ = std::fs::remove_file(&file);
 }
