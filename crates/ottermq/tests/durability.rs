@@ -461,3 +461,55 @@ async fn definitions_export_import_and_start_option() {
     }
     let _ = std::fs::remove_file(&file);
 }
+
+#[tokio::test]
+async fn settled_segments_are_deleted() {
+    let dir = temp_dir("ottermq-reclaim");
+    let d = dir.clone();
+    let server = ottermq::testing::start_test_broker_with(move |s| {
+        s.data_dir = d;
+        s.broker.segment_bytes = 16 * 1024;
+    })
+    .await;
+    let (c, ch) = open(&server).await;
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    within(
+        "declare",
+        ch.queue_declare("reclaim".into(), opts, FieldTable::default()),
+    )
+    .await
+    .expect("declare");
+    let body = "x".repeat(1024);
+    let mut most = 0;
+    // Steady state: publish a batch, consume and ack it, again and again (about 2 MiB in all).
+    for round in 0..40 {
+        for i in 0..50 {
+            publish(&ch, "", "reclaim", &body, props(true, round * 50 + i)).await;
+        }
+        for _ in 0..50 {
+            let m = get(&ch, "reclaim").await.expect("message");
+            within("ack", m.delivery.ack(Default::default()))
+                .await
+                .expect("ack");
+        }
+        // One more confirmed publish and get: the acks before it are written.
+        publish(&ch, "", "reclaim", "tick", props(true, 0)).await;
+        let m = get(&ch, "reclaim").await.expect("tick");
+        within("ack", m.delivery.ack(Default::default()))
+            .await
+            .expect("ack");
+        most = most.max(segments(&dir).len());
+    }
+    let left = segments(&dir).len();
+    assert!(most <= 8, "segments kept piling up: {most}");
+    assert!(left <= 8, "{left} segments left for an empty queue");
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
