@@ -15,8 +15,8 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-async fn start(dir: &PathBuf) -> ottermq::RunningServer {
-    let dir = dir.clone();
+async fn start(dir: &std::path::Path) -> ottermq::RunningServer {
+    let dir = dir.to_path_buf();
     ottermq::testing::start_test_broker_with(move |s| s.data_dir = dir).await
 }
 

@@ -43,7 +43,7 @@ pub(crate) fn run(log: Arc<MessageLog>) {
                     let _ = f.set_len(len);
                 }
             }
-            if attempt == 1 || attempt % 60 == 0 {
+            if attempt == 1 || attempt.is_multiple_of(60) {
                 tracing::error!(dir = %log.dir.display(), error = %e, "message store write failed; retrying");
             }
             file = None;
