@@ -27,6 +27,8 @@ pub struct Broker {
     pub metrics: crate::sampler::MetricsHub,
     /// Where durable state lives; None for an in-memory broker (`Broker::new`).
     pub data_dir: Option<PathBuf>,
+    /// Memory alarm: true while queued message bytes are above the high watermark.
+    alarm: tokio::sync::watch::Sender<bool>,
 }
 
 /// What recovery found at start.
@@ -73,6 +75,7 @@ impl Broker {
             stats,
             metrics,
             data_dir: None,
+            alarm: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -117,6 +120,7 @@ impl Broker {
                 stats,
                 metrics,
                 data_dir: Some(data_dir.to_path_buf()),
+                alarm: tokio::sync::watch::channel(false).0,
             }),
             report,
         ))
@@ -187,6 +191,54 @@ impl Broker {
 
     pub fn connections(&self) -> Vec<Arc<ConnectionHandle>> {
         self.connections.lock().values().cloned().collect()
+    }
+
+    /// Follows the memory alarm (publishing connections stop being read while it is on).
+    pub fn memory_alarm(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.alarm.subscribe()
+    }
+
+    /// Bytes of message bodies ready in all queues.
+    pub fn queued_bytes(&self) -> u64 {
+        self.vhosts()
+            .iter()
+            .flat_map(|v| v.queues())
+            .map(|q| q.counts().ready_bytes)
+            .sum()
+    }
+
+    /// Raises and clears the memory alarm against the high watermark, checking every 20 ms
+    /// (off the hot path: no shared counter is touched per message). Ends when `stop` does.
+    pub async fn watch_memory(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let Some(limit) = self.config.memory_high_watermark_bytes else {
+            return;
+        };
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let used = self.queued_bytes();
+            let on = used > limit;
+            if *self.alarm.borrow() != on {
+                if on {
+                    tracing::warn!(
+                        used,
+                        limit,
+                        "memory high watermark reached, blocking publishers"
+                    );
+                } else {
+                    tracing::info!(
+                        used,
+                        limit,
+                        "memory below the high watermark, unblocking publishers"
+                    );
+                }
+                self.alarm.send_replace(on);
+            }
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub metrics: ottermq_metrics::TierConfig,
     /// Size at which a message log segment is closed and the next begun.
     pub segment_bytes: u64,
+    /// Message bytes held in queues above which publishing connections are blocked
+    /// (RabbitMQ's memory high watermark, here counted as queued message bodies); None: off.
+    pub memory_high_watermark_bytes: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +56,7 @@ impl Default for BrokerConfig {
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
+            memory_high_watermark_bytes: None,
         }
     }
 }

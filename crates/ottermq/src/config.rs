@@ -45,6 +45,10 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout_secs: Option<u64>,
+    /// Queued message bytes above which publishers are blocked (connection.blocked); unset: off.
+    pub vm_memory_high_watermark_bytes: Option<u64>,
+    /// Size at which a message log segment is closed (default 64 MiB).
+    pub segment_bytes: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
     /// The metrics core's sampler (default on).
@@ -132,6 +136,12 @@ impl Settings {
         }
         if let Some(v) = file.max_message_size {
             b.max_message_size = v;
+        }
+        if let Some(v) = file.vm_memory_high_watermark_bytes {
+            b.memory_high_watermark_bytes = Some(v);
+        }
+        if let Some(v) = file.segment_bytes {
+            b.segment_bytes = v;
         }
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);

@@ -90,6 +90,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }));
         tracing::info!(http_addr = %bound, "management HTTP listener ready");
     }
+    {
+        let b = broker.clone();
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(b.watch_memory(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+    }
     if settings.metrics_enabled {
         let b = broker.clone();
         let mut rx = stop_rx.clone();

@@ -34,6 +34,8 @@ pub struct ConnCtx {
     pub exclusive_queues: Vec<Arc<Queue>>,
     /// The client said it understands server-sent basic.cancel.
     pub cancel_notify: bool,
+    /// The client said it understands connection.blocked / connection.unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Where a channel is in its life.

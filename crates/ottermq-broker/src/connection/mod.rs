@@ -128,6 +128,9 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             content_channels: SmallVec::new(),
             durable_channels: SmallVec::new(),
             durable_rx: None,
+            alarm_rx: broker.memory_alarm(),
+            published: false,
+            blocked: false,
         };
         conn.durable_rx = conn.ctx.vhost.store.as_ref().map(|s| s.log.subscribe());
         let _ending = conn.run().await;
@@ -197,6 +200,12 @@ struct Connection {
     durable_channels: SmallVec<[u16; 4]>,
     /// Durable position of the vhost's message log; changes wake the confirm flush.
     durable_rx: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The broker's memory alarm; a connection that has published is not read while it is on.
+    alarm_rx: tokio::sync::watch::Receiver<bool>,
+    published: bool,
+    /// connection.blocked was sent (or the connection is held, for a client without the
+    /// capability); connection.unblocked follows when the alarm clears.
+    blocked: bool,
 }
 
 impl Connection {
@@ -235,6 +244,9 @@ impl Connection {
                 // Seen before the durable position is read, so no fsync is missed.
                 rx.borrow_and_update();
             }
+            if !self.content_channels.is_empty() {
+                self.published = true;
+            }
             for id in std::mem::take(&mut self.content_channels) {
                 if let Some(ch) = self.channels.get_mut(&id) {
                     ch.flush_confirms();
@@ -259,8 +271,28 @@ impl Connection {
                     .as_mut()
                     .reset(tokio::time::Instant::now() + close_wait);
             }
+            let alarm = self.published && !self.closing && *self.alarm_rx.borrow_and_update();
+            if alarm != self.blocked {
+                self.blocked = alarm;
+                if self.ctx.blocked_notify {
+                    let m = if alarm {
+                        Method::ConnectionBlocked(ottermq_protocol::ConnectionBlocked {
+                            reason: ShortStr::from_static("low on memory"),
+                        })
+                    } else {
+                        Method::ConnectionUnblocked
+                    };
+                    self.reader.send(0, &m);
+                }
+                if !alarm {
+                    // Not read while blocked: the silence does not count against the client.
+                    timer.as_mut().reset(tokio::time::Instant::now() + silence);
+                }
+            }
+            let blocked = self.blocked;
             tokio::select! {
-                more = self.reader.fill() => {
+                _ = self.alarm_rx.changed(), if self.published => {}
+                more = self.reader.fill(), if !blocked => {
                     if !more {
                         return Ending::Gone;
                     }
@@ -269,7 +301,7 @@ impl Connection {
                     }
                 }
                 _ = durable_changed(&mut self.durable_rx), if !self.durable_channels.is_empty() => {}
-                _ = &mut timer => {
+                _ = &mut timer, if !blocked => {
                     if !self.closing {
                         tracing::info!(peer = %self.reader.handle.peer, "missed heartbeats from client, closing");
                     }
