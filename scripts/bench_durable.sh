@@ -17,17 +17,17 @@ start() {
 }
 ready() { curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:15691/ready 2>/dev/null || true; }
 depth() {
-  curl -s -u guest:guest http://127.0.0.1:15691/api/queues/%2f/bench-restart |
-    python3 -c 'import json,sys; print(json.load(sys.stdin).get("messages_ready", 0))' 2>/dev/null || echo 0
+  curl -s -u guest:guest http://127.0.0.1:15691/api/queues |
+    python3 -c 'import json,sys; print(sum(q.get("messages_ready", 0) for q in json.load(sys.stdin) if q["name"] == "bench-restart"))' 2>/dev/null || echo 0
 }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 start
 until [ "$(ready)" = 200 ]; do sleep 0.1; done
 FILL_START=$(date +%s.%N)
-while [ "$(depth)" -lt "$N" ]; do
-  target/release/ottermq-perf --quiet -x 1 -y 0 -s 1024 --confirm 1000 --persistent -z 5 \
-    --queue bench-restart --uri amqp://guest:guest@127.0.0.1:5691/%2f >/dev/null
-done
+# ottermq-perf purges its queue at start, so one run long enough to pass N (no consumer).
+SECS=${SECS:-$((N / 40000 + 5))}
+target/release/ottermq-perf --quiet -x 1 -y 0 -s 1024 --confirm 1000 --persistent -z "$SECS" --keep-queue \
+  --queue bench-restart --uri amqp://guest:guest@127.0.0.1:5691/%2f >/dev/null
 FILL_END=$(date +%s.%N)
 QUEUED=$(depth)
 RSS_FULL=$(rss_kib)
