@@ -40,6 +40,11 @@ pub struct BrokerConfig {
     /// Failed logins one peer address may make per minute before its further attempts are
     /// refused without looking at the password; 0 = no limit.
     pub auth_failures_per_minute: u32,
+    /// Size at which a message log segment is closed and the next begun.
+    pub segment_bytes: u64,
+    /// Message bytes held in queues above which publishing connections are blocked
+    /// (RabbitMQ's memory high watermark, here counted as queued message bodies); None: off.
+    pub memory_high_watermark_bytes: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +68,8 @@ impl Default for BrokerConfig {
             max_connections_per_user: 0,
             max_queues_per_vhost: 0,
             auth_failures_per_minute: 10,
+            segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
+            memory_high_watermark_bytes: None,
         }
     }
 }

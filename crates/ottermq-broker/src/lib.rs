@@ -20,6 +20,7 @@ pub mod sampler;
 pub mod server;
 pub mod stats;
 pub mod tls;
+pub mod store;
 pub mod vhost;
 
 pub use broker::Broker;

@@ -39,4 +39,7 @@ pub struct QueuedMessage {
     /// Set once the message has been delivered and came back (nack, reject, recover, channel close).
     pub redelivered: bool,
     pub enqueued_at: Instant,
+    /// Its id in the vhost's message log when it was written to disk (persistent message on a
+    /// durable queue); 0 when it lives in memory only.
+    pub persist_id: u64,
 }

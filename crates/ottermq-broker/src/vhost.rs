@@ -8,6 +8,8 @@ use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind, LazyHeaders};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};
+use crate::store::definitions::{BindingDef, DefChange, ExchangeDef, QueueDef};
+use crate::store::VhostStore;
 use crate::RouteTargets;
 use ottermq_protocol::{FieldTable, ShortStr};
 use parking_lot::RwLock;
@@ -23,6 +25,8 @@ pub struct VHost {
     queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
     /// Most queues this vhost may hold (0 = no limit), RabbitMQ's `max-queues`.
     max_queues: AtomicU32,
+    /// Where durable definitions and persistent messages go; None for an in-memory broker.
+    pub store: Option<Arc<VhostStore>>,
 }
 
 /// What an exchange.declare asks for.
@@ -39,12 +43,22 @@ pub struct ExchangeSpec {
 impl VHost {
     /// A vhost with the default exchange and the `amq.*` exchanges every RabbitMQ vhost has.
     pub fn new(name: &str, stats: Arc<crate::stats::BrokerStats>) -> Self {
+        Self::with_store(name, stats, None)
+    }
+
+    /// A vhost whose durable objects and persistent messages go to `store`.
+    pub fn with_store(
+        name: &str,
+        stats: Arc<crate::stats::BrokerStats>,
+        store: Option<Arc<VhostStore>>,
+    ) -> Self {
         let v = VHost {
             name: Arc::from(name),
             stats,
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             max_queues: AtomicU32::new(0),
+            store,
         };
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -115,6 +129,17 @@ impl VHost {
             self.check_equivalent_exchange(e, &spec)?;
             return Ok(e.clone());
         }
+        if spec.durable {
+            self.persist(|| {
+                DefChange::Exchange(ExchangeDef {
+                    name: spec.name.clone(),
+                    kind: spec.kind,
+                    auto_delete: spec.auto_delete,
+                    internal: spec.internal,
+                    arguments: spec.arguments.clone(),
+                })
+            });
+        }
         let e = Arc::new(Exchange::new(
             spec.name.clone(),
             spec.kind,
@@ -165,6 +190,9 @@ impl VHost {
                 )));
             }
             let e = e.clone();
+            if e.durable {
+                self.persist(|| DefChange::DeleteExchange(e.name.clone()));
+            }
             map.remove(name.as_bytes());
             self.stats.exchanges_deleted.inc();
             e
@@ -200,7 +228,20 @@ impl VHost {
             )));
         }
         let owner = options.exclusive.then_some(conn);
-        let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner));
+        // Exclusive queues end with their connection, so they are never stored.
+        let stored = options.durable && !options.exclusive;
+        let log = match &self.store {
+            Some(s) if stored => {
+                s.record(&DefChange::Queue(QueueDef {
+                    name: name.clone(),
+                    auto_delete: options.auto_delete,
+                    arguments: options.arguments.clone(),
+                }));
+                Some(s.log.clone())
+            }
+            _ => None,
+        };
+        let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner).with_log(log));
         map.insert(name, q.clone());
         self.stats.queues_declared.inc();
         Ok((q, true))
@@ -267,6 +308,9 @@ impl VHost {
             let mut map = self.queues.write();
             if let Some(cur) = map.get(q.name.as_bytes()) {
                 if Arc::ptr_eq(cur, q) {
+                    if q.options.durable && !q.options.exclusive {
+                        self.persist(|| DefChange::DeleteQueue(q.name.clone()));
+                    }
                     map.remove(q.name.as_bytes());
                     self.stats.queues_deleted.inc();
                 }
@@ -290,7 +334,12 @@ impl VHost {
             crate::exchange::headers::validate_binding_args(&b.arguments)
                 .map_err(AmqpError::precondition_failed)?;
         }
-        source.bind(b);
+        let durable = durable_binding(source, &b);
+        if source.bind(b) {
+            if let Some(d) = durable {
+                self.persist(|| DefChange::Bind(d));
+            }
+        }
         Ok(())
     }
 
@@ -299,6 +348,9 @@ impl VHost {
             return Err(default_exchange_refused());
         }
         if source.unbind(b) {
+            if let Some(d) = durable_binding(source, b) {
+                self.persist(|| DefChange::Unbind(d));
+            }
             self.maybe_auto_delete_exchange(source);
         }
         Ok(())
@@ -348,6 +400,91 @@ impl VHost {
             current = alt;
         }
     }
+}
+
+/// Restoring stored definitions at start: straight into the maps, without recording them again.
+impl VHost {
+    pub fn restore_exchange(&self, d: ExchangeDef) {
+        let mut map = self.exchanges.write();
+        if map.contains_key(d.name.as_bytes()) {
+            return;
+        }
+        let e = Exchange::new(
+            d.name.clone(),
+            d.kind,
+            true,
+            d.auto_delete,
+            d.internal,
+            d.arguments,
+        );
+        map.insert(d.name, Arc::new(e));
+    }
+
+    pub fn restore_queue(&self, d: QueueDef) -> Arc<Queue> {
+        let mut map = self.queues.write();
+        if let Some(q) = map.get(d.name.as_bytes()) {
+            return q.clone();
+        }
+        let options = QueueOptions {
+            durable: true,
+            exclusive: false,
+            auto_delete: d.auto_delete,
+            arguments: d.arguments,
+        };
+        let log = self.store.as_ref().map(|s| s.log.clone());
+        let q =
+            Arc::new(Queue::new(d.name.clone(), self.name.clone(), options, None).with_log(log));
+        map.insert(d.name, q.clone());
+        q
+    }
+
+    /// Re-creates a stored binding; false when one of its ends no longer exists.
+    pub fn restore_binding(&self, d: BindingDef) -> bool {
+        let Some(source) = self.exchange(d.source.as_bytes()) else {
+            return false;
+        };
+        let destination = if d.to_queue {
+            match self.queue(d.destination.as_bytes()) {
+                Some(q) => Destination::Queue(q),
+                None => return false,
+            }
+        } else {
+            match self.exchange(d.destination.as_bytes()) {
+                Some(e) => Destination::Exchange(e),
+                None => return false,
+            }
+        };
+        source.bind(Binding {
+            destination,
+            routing_key: d.routing_key,
+            arguments: d.arguments,
+        });
+        true
+    }
+}
+
+impl VHost {
+    /// Appends a definition change to the store (synchronously, with its fsync).
+    fn persist(&self, change: impl FnOnce() -> DefChange) {
+        if let Some(s) = &self.store {
+            s.record(&change());
+        }
+    }
+}
+
+/// A binding is durable when both its ends are (RabbitMQ's rule).
+fn durable_binding(source: &Exchange, b: &Binding) -> Option<BindingDef> {
+    let (to_queue, durable) = match &b.destination {
+        Destination::Queue(q) => (true, q.options.durable && !q.options.exclusive),
+        Destination::Exchange(e) => (false, e.durable),
+    };
+    (source.durable && durable).then(|| BindingDef {
+        source: source.name.clone(),
+        to_queue,
+        destination: b.destination.name().clone(),
+        routing_key: b.routing_key.clone(),
+        arguments: b.arguments.clone(),
+    })
 }
 
 fn default_exchange_refused() -> AmqpError {

@@ -30,6 +30,10 @@ pub fn router(state: AppState) -> Router {
         .route("/connections", get(api::connections))
         .route("/channels", get(api::channels))
         .route("/consumers", get(api::consumers))
+        .route(
+            "/definitions",
+            get(api::definitions::get_definitions).post(api::definitions::post_definitions),
+        )
         .route("/metrics/overview", get(api::metrics::overview))
         .route(
             "/metrics/timeseries/queue-depths",

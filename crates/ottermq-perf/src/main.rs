@@ -58,6 +58,9 @@ struct Opts {
     /// Print only the final JSON line
     #[arg(long)]
     quiet: bool,
+    /// Leave the queue (and what is in it) when done, instead of deleting it
+    #[arg(long)]
+    keep_queue: bool,
 }
 
 struct Target {
@@ -200,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
         "latency_us": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0), "samples": latencies.len()},
     });
     println!("{report}");
+    if o.keep_queue {
+        return Ok(());
+    }
     ctl.send(
         1,
         &Method::QueueDelete(QueueDelete {

@@ -31,6 +31,9 @@ pub struct Cli {
     /// TOML configuration file (users, vhosts, limits); flags and environment override it
     #[arg(long, env = "OTTERMQ_CONFIG")]
     pub config: Option<PathBuf>,
+    /// RabbitMQ-format definitions JSON (vhosts, exchanges, queues, bindings) to import at start
+    #[arg(long, env = "OTTERMQ_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
 }
 
 /// The configuration file's shape. Every field is optional.
@@ -46,6 +49,10 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout_secs: Option<u64>,
+    /// Queued message bytes above which publishers are blocked (connection.blocked); unset: off.
+    pub vm_memory_high_watermark_bytes: Option<u64>,
+    /// Size at which a message log segment is closed (default 64 MiB).
+    pub segment_bytes: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
     /// TLS: PEM certificate chain and key; with both set, AMQPS listens on `amqps_port`.
@@ -100,6 +107,8 @@ pub struct Settings {
     pub amqps_addr: Option<SocketAddr>,
     pub tls: Option<ottermq_broker::tls::TlsSettings>,
     pub management_tls: bool,
+    /// Definitions file imported after recovery, before the listeners accept.
+    pub definitions: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -114,6 +123,7 @@ impl Default for Settings {
             amqps_addr: None,
             tls: None,
             management_tls: false,
+            definitions: None,
         }
     }
 }
@@ -158,6 +168,7 @@ impl Settings {
             }
             _ => anyhow::bail!("tls_cert_file and tls_key_file must be set together"),
         }
+        s.definitions = cli.definitions;
         let b = &mut s.broker;
         if let Some(v) = file.heartbeat {
             b.heartbeat = v;
@@ -171,6 +182,12 @@ impl Settings {
         }
         if let Some(v) = file.max_message_size {
             b.max_message_size = v;
+        }
+        if let Some(v) = file.vm_memory_high_watermark_bytes {
+            b.memory_high_watermark_bytes = Some(v);
+        }
+        if let Some(v) = file.segment_bytes {
+            b.segment_bytes = v;
         }
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);

@@ -3,6 +3,7 @@
 
 pub mod config;
 
+use anyhow::Context;
 use config::Settings;
 use ottermq_broker::server::AmqpListener;
 use ottermq_broker::Broker;
@@ -33,7 +34,35 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         Some(t) => Some(ottermq_broker::tls::acceptor(t)?),
         None => None,
     };
-    let broker = Broker::new(settings.broker.clone());
+    let (broker, report) = {
+        let config = settings.broker.clone();
+        let dir = settings.data_dir.clone();
+        tokio::task::spawn_blocking(move || Broker::open(config, &dir))
+            .await?
+            .with_context(|| format!("recovering from {}", settings.data_dir.display()))?
+    };
+    for issue in &report.issues {
+        tracing::warn!(%issue, "recovery found damage");
+    }
+    tracing::info!(
+        data_dir = %settings.data_dir.display(),
+        vhosts = report.vhosts,
+        queues = report.queues,
+        messages = report.messages,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "recovered durable state"
+    );
+    if let Some(path) = &settings.definitions {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let b = broker.clone();
+        let n =
+            tokio::task::spawn_blocking(move || ottermq_http::api::definitions::import(&b, &doc))
+                .await?
+                .map_err(|e| anyhow::anyhow!("importing {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), ?n, "imported definitions");
+    }
     let listener = AmqpListener::bind(settings.amqp_addr, broker.clone()).await?;
     let amqp_addr = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
@@ -94,6 +123,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         }));
         tracing::info!(http_addr = %bound, "management HTTP listener ready");
     }
+    {
+        let b = broker.clone();
+        let mut rx = stop_rx.clone();
+        tasks.push(tokio::spawn(b.watch_memory(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })));
+    }
     if settings.metrics_enabled {
         let b = broker.clone();
         let mut rx = stop_rx.clone();
@@ -101,7 +137,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
             let _ = rx.wait_for(|s| *s).await;
         })));
     }
-    // Nothing to recover from disk yet: ready as soon as the listeners accept.
+    // Recovery finished before the listeners were bound: ready as soon as they accept.
     readiness.set_ready(true);
     Ok(RunningServer {
         amqp_addr,

@@ -219,6 +219,7 @@ pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
             let mut touched: SmallVec<[Arc<Queue>; 4]> = SmallVec::new();
             let mut run: Option<(Arc<Queue>, u64)> = None;
             for u in entries {
+                u.queue.settle_persisted(u.message.persist_id);
                 match &mut run {
                     Some((q, n)) if Arc::ptr_eq(q, &u.queue) => *n += 1,
                     _ => {

@@ -34,6 +34,8 @@ pub struct ConnCtx {
     pub exclusive_queues: Vec<Arc<Queue>>,
     /// The client said it understands server-sent basic.cancel.
     pub cancel_notify: bool,
+    /// The client said it understands connection.blocked / connection.unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Where a channel is in its life.
@@ -141,7 +143,7 @@ impl Channel {
             ),
             Method::BasicRecover(m) => self.recover(m.requeue, true),
             Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
-            Method::ConfirmSelect(m) => self.confirm_select(m.nowait),
+            Method::ConfirmSelect(m) => self.confirm_select(ctx, m.nowait),
             Method::TxSelect => self.tx_select(),
             Method::TxCommit => self.tx_commit(ctx),
             Method::TxRollback => self.tx_rollback(),

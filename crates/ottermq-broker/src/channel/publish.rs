@@ -7,11 +7,13 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{
     encode_basic_return, encode_content, reply_code, BasicAck, BasicPublish, Method, RawProperties,
     ShortStr,
 };
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +54,10 @@ pub(super) struct Confirms {
     sent_upto: u64,
     /// Arrival of the oldest publish not yet confirmed (publish-to-confirm latency).
     oldest_pending: Option<Instant>,
+    /// Publishes (confirm sequence number, log ticket) whose confirm waits for the message
+    /// log's fsync, and every publish after them (confirms go out in order).
+    waiting: VecDeque<(u64, u64, Instant)>,
+    log: Option<Arc<MessageLog>>,
 }
 
 /// A transaction in progress: publishes and settlements held until commit.
@@ -193,25 +199,30 @@ impl Channel {
             tx.publishes.push((exchange, msg, p.mandatory));
             return Ok(());
         }
-        let routed_at = self.route_message(ctx, &exchange, msg, p.mandatory);
+        let (routed_at, ticket) = self.route_message(ctx, &exchange, msg, p.mandatory);
         let route_us = routed_at.saturating_duration_since(p.started).as_micros() as u64;
         self.shared.stats.route_latency.record(route_us);
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
-            c.ready_upto = c.next_seq;
-            c.oldest_pending.get_or_insert(p.started);
+            if ticket == 0 && c.waiting.is_empty() {
+                c.ready_upto = c.next_seq;
+                c.oldest_pending.get_or_insert(p.started);
+            } else {
+                c.waiting.push_back((c.next_seq, ticket, p.started));
+            }
         }
         Ok(())
     }
 
     /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
+    /// Returns the enqueue time and the message log ticket its confirm waits for (0: none).
     fn route_message(
         &mut self,
         ctx: &mut ConnCtx,
         exchange: &Arc<Exchange>,
         msg: Message,
         mandatory: bool,
-    ) -> Instant {
+    ) -> (Instant, u64) {
         // Read once: the enqueue time of every copy and the end of publish-to-route.
         let now = Instant::now();
         if exchange.name.is_empty() {
@@ -227,15 +238,19 @@ impl Channel {
                 self.queue_cache = q.clone();
                 q
             });
-            match q {
+            let ticket = match q {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
                     q.publish(msg, now)
                 }
-                None => self.unroutable(exchange, &msg, mandatory),
-            }
-            return now;
+                None => {
+                    self.unroutable(exchange, &msg, mandatory);
+                    0
+                }
+            };
+            return (now, ticket);
         }
+        let mut ticket = 0;
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
         if targets.is_empty() {
@@ -245,14 +260,14 @@ impl Channel {
             let n = targets.len();
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
-                    q.publish(msg, now);
+                    ticket = ticket.max(q.publish(msg, now));
                     break;
                 }
-                q.publish(msg.clone(), now);
+                ticket = ticket.max(q.publish(msg.clone(), now));
             }
         }
         ctx.route = targets;
-        now
+        (now, ticket)
     }
 
     fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {
@@ -283,6 +298,17 @@ impl Channel {
     /// per batch of frames read, so a pipelining publisher gets `multiple` acks.
     pub fn flush_confirms(&mut self) {
         let Some(c) = &mut self.confirms else { return };
+        if !c.waiting.is_empty() {
+            let durable = c.log.as_ref().map_or(u64::MAX, |l| l.durable());
+            while let Some(&(seq, ticket, started)) = c.waiting.front() {
+                if ticket > durable {
+                    break;
+                }
+                c.ready_upto = seq;
+                c.oldest_pending.get_or_insert(started);
+                c.waiting.pop_front();
+            }
+        }
         if c.ready_upto > c.sent_upto {
             let multiple = c.ready_upto - c.sent_upto > 1;
             let tag = c.ready_upto;
@@ -302,13 +328,23 @@ impl Channel {
         }
     }
 
-    pub(super) fn confirm_select(&mut self, nowait: bool) -> AmqpResult<()> {
+    /// Whether some confirm waits for the message log to reach the disk.
+    pub fn awaiting_durable(&self) -> bool {
+        self.confirms
+            .as_ref()
+            .is_some_and(|c| !c.waiting.is_empty())
+    }
+
+    pub(super) fn confirm_select(&mut self, ctx: &ConnCtx, nowait: bool) -> AmqpResult<()> {
         if self.tx.is_some() {
             return Err(AmqpError::precondition_failed(
                 "cannot switch from tx to confirm mode",
             ));
         }
-        self.confirms.get_or_insert_with(Confirms::default);
+        self.confirms.get_or_insert_with(|| Confirms {
+            log: ctx.vhost.store.as_ref().map(|s| s.log.clone()),
+            ..Confirms::default()
+        });
         if !nowait {
             self.send(&Method::ConfirmSelectOk);
         }

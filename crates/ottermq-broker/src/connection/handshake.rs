@@ -23,6 +23,7 @@ pub fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
@@ -123,13 +124,12 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
             return refuse(r, login_refused(&start_ok.mechanism)).await;
         }
     };
-    let cancel_notify = match start_ok.client_properties.get("capabilities") {
-        Some(FieldValue::Table(caps)) => caps
-            .get("consumer_cancel_notify")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+    let client_cap = |name: &str| match start_ok.client_properties.get("capabilities") {
+        Some(FieldValue::Table(caps)) => caps.get(name).and_then(|v| v.as_bool()).unwrap_or(false),
         _ => false,
     };
+    let cancel_notify = client_cap("consumer_cancel_notify");
+    let blocked_notify = client_cap("connection.blocked");
 
     let cfg = &broker.config;
     r.send(
@@ -218,6 +218,7 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         route: RouteTargets::default(),
         exclusive_queues: Vec::new(),
         cancel_notify,
+        blocked_notify,
     })
 }
 

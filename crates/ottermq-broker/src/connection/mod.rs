@@ -144,13 +144,31 @@ pub async fn serve_transport(
             channels: FxHashMap::default(),
             closing: false,
             content_channels: SmallVec::new(),
+            durable_channels: SmallVec::new(),
+            durable_rx: None,
+            alarm_rx: broker.memory_alarm(),
+            published: false,
+            blocked: false,
         };
+        conn.durable_rx = conn.ctx.vhost.store.as_ref().map(|s| s.log.subscribe());
         let _ending = conn.run().await;
         conn.cleanup();
         broker.deregister(handle.id);
     }
     out.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+/// Resolves when the message log's durable position moves (never without a log).
+async fn durable_changed(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// The read half and its buffer.
@@ -196,6 +214,16 @@ struct Connection {
     closing: bool,
     /// Channels that received content in this batch: their confirms are flushed after it.
     content_channels: SmallVec<[u16; 4]>,
+    /// Channels with confirms waiting for the vhost's message log to be fsynced.
+    durable_channels: SmallVec<[u16; 4]>,
+    /// Durable position of the vhost's message log; changes wake the confirm flush.
+    durable_rx: Option<tokio::sync::watch::Receiver<u64>>,
+    /// The broker's memory alarm; a connection that has published is not read while it is on.
+    alarm_rx: tokio::sync::watch::Receiver<bool>,
+    published: bool,
+    /// connection.blocked was sent (or the connection is held, for a client without the
+    /// capability); connection.unblocked follows when the alarm clears.
+    blocked: bool,
 }
 
 impl Connection {
@@ -230,23 +258,64 @@ impl Connection {
                     }
                 }
             }
+            if let Some(rx) = &mut self.durable_rx {
+                // Seen before the durable position is read, so no fsync is missed.
+                rx.borrow_and_update();
+            }
+            if !self.content_channels.is_empty() {
+                self.published = true;
+            }
             for id in std::mem::take(&mut self.content_channels) {
                 if let Some(ch) = self.channels.get_mut(&id) {
                     ch.flush_confirms();
+                    if ch.awaiting_durable() && !self.durable_channels.contains(&id) {
+                        self.durable_channels.push(id);
+                    }
                 }
+            }
+            if !self.durable_channels.is_empty() {
+                let channels = &mut self.channels;
+                self.durable_channels
+                    .retain(|id| match channels.get_mut(id) {
+                        Some(ch) => {
+                            ch.flush_confirms();
+                            ch.awaiting_durable()
+                        }
+                        None => false,
+                    });
             }
             if self.closing {
                 timer
                     .as_mut()
                     .reset(tokio::time::Instant::now() + close_wait);
             }
+            let alarm = self.published && !self.closing && *self.alarm_rx.borrow_and_update();
+            if alarm != self.blocked {
+                self.blocked = alarm;
+                if self.ctx.blocked_notify {
+                    let m = if alarm {
+                        Method::ConnectionBlocked(ottermq_protocol::ConnectionBlocked {
+                            reason: ShortStr::from_static("low on memory"),
+                        })
+                    } else {
+                        Method::ConnectionUnblocked
+                    };
+                    self.reader.send(0, &m);
+                }
+                if !alarm {
+                    // Not read while blocked: the silence does not count against the client.
+                    timer.as_mut().reset(tokio::time::Instant::now() + silence);
+                }
+            }
+            let blocked = self.blocked;
             // A client that does not read what it is sent is not read from either (TCP flow
             // control holds it); the heartbeat timer still runs, so one that never resumes is
             // dropped after two intervals.
             let paused = handle.out.over_read_limit();
             tokio::select! {
+                _ = self.alarm_rx.changed(), if self.published => {}
                 _ = handle.out.wait_drained(), if paused => {}
-                more = self.reader.fill(), if !paused => {
+                more = self.reader.fill(), if !blocked && !paused => {
                     if !more {
                         return Ending::Gone;
                     }
@@ -254,7 +323,8 @@ impl Connection {
                         timer.as_mut().reset(tokio::time::Instant::now() + silence);
                     }
                 }
-                _ = &mut timer => {
+                _ = durable_changed(&mut self.durable_rx), if !self.durable_channels.is_empty() => {}
+                _ = &mut timer, if !blocked => {
                     if !self.closing {
                         tracing::info!(peer = %self.reader.handle.peer, "missed heartbeats from client, closing");
                     }

@@ -10,6 +10,7 @@ pub mod consumer;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::{Message, QueuedMessage};
+use crate::store::MessageLog;
 use consumer::Consumer;
 use ottermq_protocol::{FieldTable, ShortStr};
 use parking_lot::Mutex;
@@ -37,6 +38,8 @@ pub struct Queue {
     state: Mutex<QueueState>,
     deleted: AtomicBool,
     pub stats: crate::stats::QueueStats,
+    /// The vhost's message log, for a durable queue of a broker with a data directory.
+    log: Option<Arc<MessageLog>>,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +81,39 @@ impl Queue {
             state: Mutex::new(QueueState::default()),
             deleted: AtomicBool::new(false),
             stats: Default::default(),
+            log: None,
+        }
+    }
+
+    /// Makes the queue keep its persistent messages in `log`.
+    pub fn with_log(mut self, log: Option<Arc<MessageLog>>) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Puts messages recovered from disk at the back of the ready list, in the given order.
+    pub fn restore(&self, messages: impl IntoIterator<Item = (Message, u64, bool)>) {
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        for (message, persist_id, redelivered) in messages {
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.push_ready(QueuedMessage {
+                seq,
+                message,
+                redelivered,
+                enqueued_at: now,
+                persist_id,
+            });
+        }
+    }
+
+    /// Records on disk that a persisted message left this queue for good.
+    pub fn settle_persisted(&self, persist_id: u64) {
+        if persist_id != 0 {
+            if let Some(log) = &self.log {
+                log.settle(persist_id);
+            }
         }
     }
 
@@ -110,20 +146,29 @@ impl Queue {
 
     /// Appends a published message and delivers what can be delivered.
     /// `now` is the enqueue time (time in queue starts here), read once by the caller for a
-    /// whole fan-out.
-    pub fn publish(self: &Arc<Self>, message: Message, now: Instant) {
+    /// whole fan-out. Returns the message log ticket a confirm must wait for (0: none, the
+    /// message is not persistent or the queue not durable).
+    pub fn publish(self: &Arc<Self>, message: Message, now: Instant) -> u64 {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return;
+            return 0;
         }
         self.stats.enqueued.inc();
         let seq = st.next_seq;
         st.next_seq += 1;
+        // Appended under the queue lock, so log order is queue order (lock order: queue, log).
+        let (persist_id, ticket) = match &self.log {
+            Some(log) if message.is_persistent() => {
+                log.append_publish(self.name.as_bytes(), &message)
+            }
+            _ => (0, 0),
+        };
         let qm = QueuedMessage {
             seq,
             message,
             redelivered: false,
             enqueued_at: now,
+            persist_id,
         };
         if st.ready.is_empty() {
             if let Err(qm) = st.deliver_one(self, qm) {
@@ -133,6 +178,7 @@ impl Queue {
             st.push_ready(qm);
             st.drain(self);
         }
+        ticket
     }
 
     /// Delivers ready messages while some consumer has credit (after an ack, a new consumer,
@@ -149,6 +195,7 @@ impl Queue {
             st.unacked = st.unacked.saturating_sub(1);
             self.stats.requeued.inc();
             if self.is_deleted() {
+                self.settle_persisted(qm.persist_id);
                 continue;
             }
             qm.redelivered = true;
@@ -177,6 +224,13 @@ impl Queue {
         let qm = st.pop_ready()?;
         if !no_ack {
             st.unacked += 1;
+        }
+        if qm.persist_id != 0 {
+            if no_ack {
+                self.settle_persisted(qm.persist_id);
+            } else if !qm.redelivered {
+                self.mark_delivered(qm.persist_id);
+            }
         }
         self.note_delivery(&qm);
         Some((qm, st.ready.len() as u32))
@@ -225,7 +279,9 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        for qm in st.ready.drain(..) {
+            self.settle_persisted(qm.persist_id);
+        }
         st.ready_bytes = 0;
         n
     }
@@ -236,13 +292,21 @@ impl Queue {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        for qm in st.ready.drain(..) {
+            self.settle_persisted(qm.persist_id);
+        }
         st.ready_bytes = 0;
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.cancel();
         }
         (consumers, n)
+    }
+
+    fn mark_delivered(&self, persist_id: u64) {
+        if let Some(log) = &self.log {
+            log.mark_delivered(persist_id);
+        }
     }
 
     /// Counts a message leaving the ready list for a consumer, with its time in the queue.
@@ -314,8 +378,16 @@ impl QueueState {
         let Some(idx) = best else { return Err(qm) };
         let consumer = &self.consumers[idx];
         let (redelivered, waited) = (qm.redelivered, qm.enqueued_at.elapsed());
+        let persist_id = qm.persist_id;
         // Fails only when the channel closed since `has_credit`; its close removes the consumer.
         consumer.channel.deliver(consumer, queue, qm)?;
+        if persist_id != 0 {
+            if consumer.no_ack {
+                queue.settle_persisted(persist_id);
+            } else if !redelivered {
+                queue.mark_delivered(persist_id);
+            }
+        }
         queue.count_delivery(redelivered, waited);
         if !consumer.no_ack {
             self.unacked += 1;

@@ -1,6 +1,7 @@
 //! The management API's read endpoints, in RabbitMQ's JSON shape for the fields they share, so
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
+pub mod definitions;
 mod json;
 pub mod metrics;
 
