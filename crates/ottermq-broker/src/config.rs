@@ -31,6 +31,9 @@ pub struct BrokerConfig {
     pub outbound_high_water: usize,
     /// Sample interval and retention of the metrics core's time series.
     pub metrics: ottermq_metrics::TierConfig,
+    /// Tracing on: starts the broker's spans. None (the default) is tracing off, and the
+    /// publish path then never looks at headers.
+    pub tracer: Option<std::sync::Arc<ottermq_tracing::MessageTracer>>,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +53,7 @@ impl Default for BrokerConfig {
             handshake_timeout: Duration::from_secs(10),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
+            tracer: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - `message`: the message as the broker holds it (`Bytes` all the way, no copies per queue).
 //! - `broker`, `config`, `auth`: users, vhosts, settings and SASL.
 //! - `server`: the TCP listener.
+//! - `trace`: the calls into `ottermq-tracing` (only for traced messages).
 
 pub mod auth;
 pub mod broker;
@@ -19,6 +20,7 @@ pub mod queue;
 pub mod sampler;
 pub mod server;
 pub mod stats;
+mod trace;
 pub mod vhost;
 
 pub use broker::Broker;

@@ -12,6 +12,7 @@ use ottermq_protocol::{
     encode_basic_return, encode_content, reply_code, BasicAck, BasicPublish, Method, RawProperties,
     ShortStr,
 };
+use ottermq_tracing::PublishSpan;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -52,6 +53,9 @@ pub(super) struct Confirms {
     sent_upto: u64,
     /// Arrival of the oldest publish not yet confirmed (publish-to-confirm latency).
     oldest_pending: Option<Instant>,
+    /// Publish spans of traced messages, ended with a confirm event when their ack goes out.
+    /// Empty (never allocated) when nothing is traced.
+    traced: Vec<(u64, PublishSpan)>,
 }
 
 /// A transaction in progress: publishes and settlements held until commit.
@@ -181,37 +185,60 @@ impl Channel {
         }
         self.shared.stats.published.inc();
         exchange.stats.publish_in.inc();
-        let msg = Message {
+        let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             properties,
             body,
             // The publish method's arrival: no second clock read per message.
             received_at: p.started,
+            trace: None,
         };
+        // Tracing off: this one check, no header parsing.
+        let mut span = None;
+        if let Some(tracer) = &ctx.broker.config.tracer {
+            if let Some((s, trace)) = crate::trace::on_publish(tracer, &msg, ctx.conn.peer) {
+                msg.trace = Some(trace);
+                span = Some(s);
+            }
+        }
         if let Some(tx) = &mut self.tx {
+            if let Some(mut s) = span {
+                s.held_in_tx();
+                s.end();
+            }
             tx.publishes.push((exchange, msg, p.mandatory));
             return Ok(());
         }
-        let routed_at = self.route_message(ctx, &exchange, msg, p.mandatory);
+        let (routed_at, queues) = self.route_message(ctx, &exchange, msg, p.mandatory);
         let route_us = routed_at.saturating_duration_since(p.started).as_micros() as u64;
         self.shared.stats.route_latency.record(route_us);
+        if let Some(s) = &mut span {
+            s.routed(queues, p.mandatory);
+        }
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
             c.ready_upto = c.next_seq;
             c.oldest_pending.get_or_insert(p.started);
+            if let Some(s) = span.take() {
+                c.traced.push((c.next_seq, s));
+            }
+        }
+        if let Some(s) = span {
+            s.end();
         }
         Ok(())
     }
 
     /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
+    /// Returns the routing time and how many queues the message went to.
     fn route_message(
         &mut self,
         ctx: &mut ConnCtx,
         exchange: &Arc<Exchange>,
         msg: Message,
         mandatory: bool,
-    ) -> Instant {
+    ) -> (Instant, usize) {
         // Read once: the enqueue time of every copy and the end of publish-to-route.
         let now = Instant::now();
         if exchange.name.is_empty() {
@@ -227,22 +254,25 @@ impl Channel {
                 self.queue_cache = q.clone();
                 q
             });
-            match q {
+            return match q {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
-                    q.publish(msg, now)
+                    q.publish(msg, now);
+                    (now, 1)
                 }
-                None => self.unroutable(exchange, &msg, mandatory),
-            }
-            return now;
+                None => {
+                    self.unroutable(exchange, &msg, mandatory);
+                    (now, 0)
+                }
+            };
         }
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
+        let n = targets.len();
         if targets.is_empty() {
             self.unroutable(exchange, &msg, mandatory);
         } else {
             exchange.stats.publish_out.inc();
-            let n = targets.len();
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
                     q.publish(msg, now);
@@ -252,7 +282,7 @@ impl Channel {
             }
         }
         ctx.route = targets;
-        now
+        (now, n)
     }
 
     fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {
@@ -294,6 +324,11 @@ impl Channel {
                     .stats
                     .confirm_latency
                     .record_n(t.elapsed().as_micros() as u64, n);
+            }
+            if !c.traced.is_empty() {
+                for (seq, s) in c.traced.drain(..) {
+                    s.confirmed(seq);
+                }
             }
             self.send(&Method::BasicAck(BasicAck {
                 delivery_tag: tag,
