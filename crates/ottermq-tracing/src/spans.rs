@@ -56,6 +56,14 @@ pub struct PublishSpan {
     span: Span,
 }
 
+impl std::fmt::Debug for PublishSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishSpan")
+            .field("context", self.span.span_context())
+            .finish()
+    }
+}
+
 /// What a traced message carries through its queues: the context its deliveries continue.
 /// Shared by every copy of a fanned-out message.
 #[derive(Debug)]

@@ -333,7 +333,7 @@ async fn spans_follow_the_message_from_producer_to_consumer() {
         attr_int(deliver1, "messaging.rabbitmq.message.delivery_tag"),
         1
     );
-    assert!(attr_str(deliver1, "ottermq.consumer_tag").starts_with("ctag"));
+    assert!(attr_str(deliver1, "ottermq.consumer_tag").starts_with("amq.ctag"));
     assert!(matches!(
         attr(deliver1, "ottermq.redelivered"),
         Some(Value::BoolValue(false))
