@@ -27,7 +27,7 @@ sleep 1
 for run in $(seq 1 "$RUNS"); do
   for mode in off 0.1 1.0; do
     port=$(free_port)
-    echo 0 >"$WORK/spans"
+    before=$(cat "$WORK/spans" 2>/dev/null || echo 0)
     env_args=(OTTERMQ_TRACING_ENABLED=false)
     if [ "$mode" != off ]; then
       env_args=(OTTERMQ_TRACING_ENABLED=true OTTERMQ_TRACING_START_UNTRACED=true
@@ -42,6 +42,7 @@ for run in $(seq 1 "$RUNS"); do
             --uri "amqp://guest:guest@127.0.0.1:$port/%2f" $ARGS)
     kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=
     sleep 0.5
-    echo "{\"run\":$run,\"tracing\":\"$mode\",\"spans_received\":$(cat "$WORK/spans"),\"result\":$out}"
+    after=$(cat "$WORK/spans" 2>/dev/null || echo 0)
+    echo "{\"run\":$run,\"tracing\":\"$mode\",\"spans_received\":$((after - before)),\"result\":$out}"
   done
 done
