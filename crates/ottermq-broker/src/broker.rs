@@ -365,6 +365,9 @@ fn recover_vhost(
             properties: m.properties,
             body: m.body,
             received_at: now,
+            // A recovered message's broker spans ended with the old process; its headers still
+            // carry the producer's traceparent for the consumer.
+            trace: None,
         };
         batch.push((msg, m.id, m.delivered));
     }

@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     /// Message bytes held in queues above which publishing connections are blocked
     /// (RabbitMQ's memory high watermark, here counted as queued message bodies); None: off.
     pub memory_high_watermark_bytes: Option<u64>,
+    /// Tracing on: starts the broker's spans. None (the default) is tracing off, and the
+    /// publish path then never looks at headers.
+    pub tracer: Option<std::sync::Arc<ottermq_tracing::MessageTracer>>,
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +73,7 @@ impl Default for BrokerConfig {
             auth_failures_per_minute: 10,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             memory_high_watermark_bytes: None,
+            tracer: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - `message`: the message as the broker holds it (`Bytes` all the way, no copies per queue).
 //! - `broker`, `config`, `auth`: users, vhosts, settings and SASL.
 //! - `server`: the TCP listener (plain and TLS); `tls`: certificates and rustls set-up.
+//! - `server`: the TCP listener.
+//! - `trace`: the calls into `ottermq-tracing` (only for traced messages).
 
 pub mod auth;
 pub mod broker;
@@ -21,6 +23,7 @@ pub mod server;
 pub mod stats;
 pub mod tls;
 pub mod store;
+mod trace;
 pub mod vhost;
 
 pub use broker::Broker;

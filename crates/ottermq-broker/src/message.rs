@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use ottermq_protocol::{RawProperties, ShortStr};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One message: what basic.publish and its content frames carried.
@@ -17,6 +18,10 @@ pub struct Message {
     pub body: Bytes,
     /// When its basic.publish arrived; publish-to-route and publish-to-confirm start here.
     pub received_at: Instant,
+    /// The broker publish span's context when the message is traced; None (one null pointer,
+    /// nothing allocated) when it is not. Shared by every queue's copy; a future dead-letter
+    /// path re-publishes the message with it, so the dead-lettered delivery stays in the trace.
+    pub trace: Option<Arc<ottermq_tracing::MessageTrace>>,
 }
 
 impl Message {

@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Parser;
 use ottermq_broker::{BrokerConfig, UserConfig};
+use ottermq_tracing::{Protocol, TracingConfig};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -34,6 +35,15 @@ pub struct Cli {
     /// RabbitMQ-format definitions JSON (vhosts, exchanges, queues, bindings) to import at start
     #[arg(long, env = "OTTERMQ_DEFINITIONS")]
     pub definitions: Option<PathBuf>,
+    /// OpenTelemetry tracing of messages [default: false]
+    #[arg(long, env = "OTTERMQ_TRACING_ENABLED")]
+    pub tracing_enabled: Option<bool>,
+    /// Ratio of traces the broker starts for messages without a sampled parent [default: 1.0]
+    #[arg(long, env = "OTTERMQ_TRACING_SAMPLE_RATIO")]
+    pub tracing_sample_ratio: Option<f64>,
+    /// Start traces for messages that carry no traceparent [default: false]
+    #[arg(long, env = "OTTERMQ_TRACING_START_UNTRACED")]
+    pub tracing_start_untraced: Option<bool>,
 }
 
 /// The configuration file's shape. Every field is optional.
@@ -78,6 +88,14 @@ pub struct FileConfig {
     /// Coarse tier: interval (default 60, a multiple of the fine one) and samples (default 120).
     pub metrics_coarse_interval_secs: Option<u64>,
     pub metrics_coarse_samples: Option<usize>,
+    /// OpenTelemetry tracing (default off); the `OTEL_*` variables refine it.
+    pub tracing_enabled: Option<bool>,
+    pub tracing_sample_ratio: Option<f64>,
+    pub tracing_start_untraced: Option<bool>,
+    /// OTLP endpoint, e.g. "http://127.0.0.1:4317" (OTEL_EXPORTER_OTLP_ENDPOINT wins).
+    pub tracing_endpoint: Option<String>,
+    /// "grpc" (default) or "http/protobuf" (OTEL_EXPORTER_OTLP_PROTOCOL wins).
+    pub tracing_protocol: Option<String>,
     #[serde(default)]
     pub vhosts: Vec<String>,
     #[serde(default)]
@@ -109,6 +127,8 @@ pub struct Settings {
     pub management_tls: bool,
     /// Definitions file imported after recovery, before the listeners accept.
     pub definitions: Option<PathBuf>,
+    /// OpenTelemetry tracing, with the `OTEL_*` variables already applied.
+    pub tracing: TracingConfig,
 }
 
 impl Default for Settings {
@@ -124,6 +144,7 @@ impl Default for Settings {
             tls: None,
             management_tls: false,
             definitions: None,
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -222,6 +243,28 @@ impl Settings {
         }
         m.validate()
             .map_err(|e| anyhow::anyhow!("metrics settings: {e}"))?;
+        let t = &mut s.tracing;
+        if let Some(v) = cli.tracing_enabled.or(file.tracing_enabled) {
+            t.enabled = v;
+        }
+        if let Some(v) = cli.tracing_sample_ratio.or(file.tracing_sample_ratio) {
+            t.sample_ratio = v;
+        }
+        if let Some(v) = cli.tracing_start_untraced.or(file.tracing_start_untraced) {
+            t.start_untraced = v;
+        }
+        if let Some(v) = file.tracing_endpoint {
+            t.endpoint = Some(v);
+        }
+        if let Some(v) = file.tracing_protocol {
+            t.protocol = Protocol::parse(&v).ok_or_else(|| {
+                anyhow::anyhow!("tracing_protocol {v:?}: expected \"grpc\" or \"http/protobuf\"")
+            })?;
+        }
+        s.tracing = std::mem::take(&mut s.tracing)
+            .resolve_env()
+            .map_err(|e| anyhow::anyhow!("tracing settings: {e}"))?;
+        let b = &mut s.broker;
         if let Some(v) = file.loopback_users {
             b.loopback_users = v;
         }

@@ -8,6 +8,7 @@ use config::Settings;
 use ottermq_broker::server::AmqpListener;
 use ottermq_broker::Broker;
 use ottermq_http::state::{AppState, Readiness};
+use ottermq_tracing::TracingHandle;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,10 +25,28 @@ pub struct RunningServer {
     readiness: Arc<Readiness>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    tracing: Option<Arc<TracingHandle>>,
 }
 
-/// Binds the listeners and starts serving.
+/// Binds the listeners and starts serving; sets up tracing when `settings.tracing.enabled`.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
+    let tracing = ottermq_tracing::init(&settings.tracing)?.map(Arc::new);
+    start_with_tracing(settings, tracing).await
+}
+
+/// The same with a tracer provider the caller already built (the binary builds it first so
+/// its `tracing-opentelemetry` log layer shares it). The server flushes it on shutdown.
+pub async fn start_with_tracing(
+    settings: Settings,
+    tracing: Option<Arc<TracingHandle>>,
+) -> anyhow::Result<RunningServer> {
+    let mut broker_config = settings.broker.clone();
+    broker_config.tracer = tracing.as_ref().map(|t| t.tracer.clone());
+    if settings.tracing.enabled {
+        let t = &settings.tracing;
+        tracing::info!(endpoint = ?t.endpoint, protocol = ?t.protocol, ratio = t.sample_ratio,
+            start_untraced = t.start_untraced, "tracing on");
+    }
     // TLS set-up errors (unreadable files, a key that does not match) stop the start before
     // anything listens.
     let tls = match &settings.tls {
@@ -35,7 +54,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         None => None,
     };
     let (broker, report) = {
-        let config = settings.broker.clone();
+        let config = broker_config;
         let dir = settings.data_dir.clone();
         tokio::task::spawn_blocking(move || Broker::open(config, &dir))
             .await?
@@ -147,6 +166,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningServer> {
         readiness,
         stop,
         tasks,
+        tracing,
     })
 }
 
@@ -159,6 +179,10 @@ impl RunningServer {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(t) = self.tracing {
+            // Flushing blocks until the exporter is done; off the async threads.
+            let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
         }
     }
 }

@@ -2,18 +2,27 @@
 
 use clap::Parser;
 use ottermq::config::{Cli, Settings};
+use std::sync::Arc;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("OTTERMQ_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let settings = Settings::from_cli(Cli::parse())?;
-    tracing::info!(data_dir = %settings.data_dir.display(), "starting OtterMQ {}", env!("CARGO_PKG_VERSION"));
-    let server = ottermq::start(settings).await?;
+    // Built inside the runtime (the gRPC exporter needs it) and before logging, so `tracing`
+    // spans of the broker go to the same provider as its message spans.
+    let otel = ottermq_tracing::init(&settings.tracing)?.map(Arc::new);
+    let otel_layer = otel
+        .as_ref()
+        .map(|t| tracing_opentelemetry::layer().with_tracer(t.sdk_tracer("ottermq")));
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_env("OTTERMQ_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(tracing_subscriber::fmt::layer())
+        .with(otel_layer)
+        .init();
+    tracing::info!(data_dir = %settings.data_dir.display(), tracing = settings.tracing.enabled, "starting OtterMQ {}", env!("CARGO_PKG_VERSION"));
+    let server = ottermq::start_with_tracing(settings, otel).await?;
     wait_for_signal().await;
     tracing::info!("shutting down: closing connections with CONNECTION_FORCED");
     server.shutdown().await;

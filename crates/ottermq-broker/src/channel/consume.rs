@@ -9,6 +9,7 @@ use crate::queue::{CancelOutcome, Queue};
 use ottermq_protocol::{
     BasicCancel, BasicCancelOk, BasicConsume, BasicConsumeOk, BasicGet, BasicQos, Method,
 };
+use ottermq_tracing::Settlement;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
@@ -161,7 +162,8 @@ impl Channel {
     }
 
     pub(super) fn settle(&mut self, tag: u64, multiple: bool, how: Settle) -> AmqpResult<()> {
-        let entries = self.shared.take_settled(tag, multiple)?;
+        let mut entries = self.shared.take_settled(tag, multiple)?;
+        settle_spans(&mut entries, how);
         let stats = &self.shared.stats;
         let n = entries.len() as u64;
         match how {
@@ -203,6 +205,20 @@ impl Channel {
         }
         requeue_all(self.shared.take_all(false));
         Ok(())
+    }
+}
+
+/// Ends the deliver spans of traced deliveries with how they were settled (an ack, nack or
+/// reject event), when the consumer's method arrives.
+fn settle_spans(entries: &mut [Unacked], how: Settle) {
+    for u in entries.iter_mut() {
+        if let Some(span) = u.trace.take() {
+            span.settle(match how {
+                Settle::Ack => Settlement::Ack,
+                Settle::Nack { requeue } => Settlement::Nack { requeue },
+                Settle::Reject { requeue } => Settlement::Reject { requeue },
+            });
+        }
     }
 }
 
@@ -254,6 +270,9 @@ pub(crate) fn requeue_all(entries: Vec<Unacked>) {
     let mut groups: SmallVec<[(Arc<Queue>, Vec<crate::message::QueuedMessage>); 4]> =
         SmallVec::new();
     for u in entries {
+        if let Some(span) = u.trace {
+            span.settle(Settlement::Returned);
+        }
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
             Some((_, v)) => v.push(u.message),
             None => groups.push((u.queue, vec![u.message])),

@@ -14,6 +14,7 @@ use ottermq_protocol::{
     ShortStr,
 };
 use std::collections::VecDeque;
+use ottermq_tracing::PublishSpan;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,6 +59,9 @@ pub(super) struct Confirms {
     /// log's fsync, and every publish after them (confirms go out in order).
     waiting: VecDeque<(u64, u64, Instant)>,
     log: Option<Arc<MessageLog>>,
+    /// Publish spans of traced messages, ended with a confirm event when their ack goes out.
+    /// Empty (never allocated) when nothing is traced.
+    traced: Vec<(u64, PublishSpan)>,
 }
 
 /// A transaction in progress: publishes and settlements held until commit.
@@ -187,21 +191,37 @@ impl Channel {
         }
         self.shared.stats.published.inc();
         exchange.stats.publish_in.inc();
-        let msg = Message {
+        let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             properties,
             body,
             // The publish method's arrival: no second clock read per message.
             received_at: p.started,
+            trace: None,
         };
+        // Tracing off: this one check, no header parsing.
+        let mut span = None;
+        if let Some(tracer) = &ctx.broker.config.tracer {
+            if let Some((s, trace)) = crate::trace::on_publish(tracer, &msg, ctx.conn.peer) {
+                msg.trace = Some(trace);
+                span = Some(s);
+            }
+        }
         if let Some(tx) = &mut self.tx {
+            if let Some(mut s) = span {
+                s.held_in_tx();
+                s.end();
+            }
             tx.publishes.push((exchange, msg, p.mandatory));
             return Ok(());
         }
-        let (routed_at, ticket) = self.route_message(ctx, &exchange, msg, p.mandatory);
+        let (routed_at, ticket, queues) = self.route_message(ctx, &exchange, msg, p.mandatory);
         let route_us = routed_at.saturating_duration_since(p.started).as_micros() as u64;
         self.shared.stats.route_latency.record(route_us);
+        if let Some(s) = &mut span {
+            s.routed(queues, p.mandatory);
+        }
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
             if ticket == 0 && c.waiting.is_empty() {
@@ -210,19 +230,26 @@ impl Channel {
             } else {
                 c.waiting.push_back((c.next_seq, ticket, p.started));
             }
+            if let Some(s) = span.take() {
+                c.traced.push((c.next_seq, s));
+            }
+        }
+        if let Some(s) = span {
+            s.end();
         }
         Ok(())
     }
 
     /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
-    /// Returns the enqueue time and the message log ticket its confirm waits for (0: none).
+    /// Returns the enqueue time, the message log ticket its confirm waits for (0: none) and
+    /// how many queues the message went to.
     fn route_message(
         &mut self,
         ctx: &mut ConnCtx,
         exchange: &Arc<Exchange>,
         msg: Message,
         mandatory: bool,
-    ) -> (Instant, u64) {
+    ) -> (Instant, u64, usize) {
         // Read once: the enqueue time of every copy and the end of publish-to-route.
         let now = Instant::now();
         if exchange.name.is_empty() {
@@ -238,26 +265,26 @@ impl Channel {
                 self.queue_cache = q.clone();
                 q
             });
-            let ticket = match q {
+            return match q {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
-                    q.publish(msg, now)
+                    let ticket = q.publish(msg, now);
+                    (now, ticket, 1)
                 }
                 None => {
                     self.unroutable(exchange, &msg, mandatory);
-                    0
+                    (now, 0, 0)
                 }
             };
-            return (now, ticket);
         }
         let mut ticket = 0;
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
+        let n = targets.len();
         if targets.is_empty() {
             self.unroutable(exchange, &msg, mandatory);
         } else {
             exchange.stats.publish_out.inc();
-            let n = targets.len();
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
                     ticket = ticket.max(q.publish(msg, now));
@@ -267,7 +294,7 @@ impl Channel {
             }
         }
         ctx.route = targets;
-        (now, ticket)
+        (now, ticket, n)
     }
 
     fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {
@@ -320,6 +347,13 @@ impl Channel {
                     .stats
                     .confirm_latency
                     .record_n(t.elapsed().as_micros() as u64, n);
+            }
+            if !c.traced.is_empty() {
+                // Only those this ack covers: later ones may still wait for the log's fsync.
+                let upto = c.traced.partition_point(|(seq, _)| *seq <= tag);
+                for (seq, s) in c.traced.drain(..upto) {
+                    s.confirmed(seq);
+                }
             }
             self.send(&Method::BasicAck(BasicAck {
                 delivery_tag: tag,

@@ -11,8 +11,10 @@ use crate::message::QueuedMessage;
 use crate::queue::consumer::Consumer;
 use crate::queue::Queue;
 use ottermq_protocol::{encode_basic_deliver, encode_basic_get_ok, encode_content};
+use ottermq_tracing::{DeliverySpan, Settlement};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +28,8 @@ pub struct Unacked {
     pub consumer: Option<Arc<Consumer>>,
     pub message: QueuedMessage,
     pub delivered_at: Instant,
+    /// The open deliver span of a traced message, ended when it is settled.
+    pub trace: Option<Box<DeliverySpan>>,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,8 @@ struct DeliveryState {
 pub struct ChannelShared {
     pub id: u16,
     pub conn_id: u64,
+    /// The connection's peer (the deliver spans' `network.peer.*`).
+    pub peer: SocketAddr,
     pub out: Arc<Outbound>,
     /// The client understands server-sent basic.cancel (capability consumer_cancel_notify).
     pub cancel_notify: bool,
@@ -54,10 +60,17 @@ pub struct ChannelShared {
 }
 
 impl ChannelShared {
-    pub fn new(id: u16, conn_id: u64, out: Arc<Outbound>, cancel_notify: bool) -> Self {
+    pub fn new(
+        id: u16,
+        conn_id: u64,
+        peer: SocketAddr,
+        out: Arc<Outbound>,
+        cancel_notify: bool,
+    ) -> Self {
         ChannelShared {
             id,
             conn_id,
+            peer,
             out,
             cancel_notify,
             state: Mutex::new(DeliveryState {
@@ -117,6 +130,21 @@ impl ChannelShared {
         let tag = st.next_tag;
         st.next_tag += 1;
         let m = &qm.message;
+        let (span, traced_props) = match &m.trace {
+            None => (None, None),
+            Some(t) => {
+                let (s, p) = crate::trace::start_delivery(
+                    t,
+                    self,
+                    queue,
+                    Some(consumer.tag.as_bytes()),
+                    tag,
+                    &qm,
+                );
+                (Some(s), p)
+            }
+        };
+        let props = traced_props.as_ref().unwrap_or(&m.properties);
         self.out.write(|buf, frame_max| {
             encode_basic_deliver(
                 buf,
@@ -127,13 +155,16 @@ impl ChannelShared {
                 m.exchange.as_bytes(),
                 m.routing_key.as_bytes(),
             );
-            encode_content(buf, self.id, &m.properties, &m.body, frame_max);
+            encode_content(buf, self.id, props, &m.body, frame_max);
         });
         if qm.redelivered {
             self.stats.redelivered.inc();
         }
         if consumer.no_ack {
             self.stats.delivered_no_ack.inc();
+            if let Some(s) = span {
+                s.settle(Settlement::AutoAck);
+            }
         } else {
             self.stats.delivered.inc();
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
@@ -144,6 +175,7 @@ impl ChannelShared {
                 consumer: Some(consumer.clone()),
                 message: qm,
                 delivered_at: Instant::now(),
+                trace: span.map(Box::new),
             });
         }
         Ok(())
@@ -155,6 +187,14 @@ impl ChannelShared {
         let tag = st.next_tag;
         st.next_tag += 1;
         let m = &qm.message;
+        let (span, traced_props) = match &m.trace {
+            None => (None, None),
+            Some(t) => {
+                let (s, p) = crate::trace::start_delivery(t, self, queue, None, tag, &qm);
+                (Some(s), p)
+            }
+        };
+        let props = traced_props.as_ref().unwrap_or(&m.properties);
         self.out.write(|buf, frame_max| {
             encode_basic_get_ok(
                 buf,
@@ -165,13 +205,17 @@ impl ChannelShared {
                 m.routing_key.as_bytes(),
                 remaining,
             );
-            encode_content(buf, self.id, &m.properties, &m.body, frame_max);
+            encode_content(buf, self.id, props, &m.body, frame_max);
         });
         self.stats.get.inc();
         if qm.redelivered {
             self.stats.redelivered.inc();
         }
-        if !no_ack {
+        if no_ack {
+            if let Some(s) = span {
+                s.settle(Settlement::AutoAck);
+            }
+        } else {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked {
                 tag,
@@ -179,6 +223,7 @@ impl ChannelShared {
                 consumer: None,
                 message: qm,
                 delivered_at: Instant::now(),
+                trace: span.map(Box::new),
             });
         }
     }

@@ -505,6 +505,7 @@ impl Connection {
                     let shared = Arc::new(ChannelShared::new(
                         id,
                         handle.id,
+                        handle.peer,
                         handle.out.clone(),
                         self.ctx.cancel_notify,
                     ));

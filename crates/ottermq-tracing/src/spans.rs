@@ -1,0 +1,342 @@
+//! The broker's spans, named and attributed after the OpenTelemetry messaging conventions.
+//!
+//! One traced message gives, in the producer's trace:
+//! - `publish <exchange>` (kind consumer, operation `receive`): the broker receiving and
+//!   routing the publish, child of the producer's span; records how many queues it reached,
+//!   whether it was unroutable or returned, and (in confirm mode) the confirm as an event.
+//! - per delivery, child of the publish span: `queue <queue>` (internal) spanning the time the
+//!   message waited in that queue, and `deliver <queue>` (kind producer, operation `send`)
+//!   from the moment it was handed to the consumer until it was settled; ack / nack / reject
+//!   are events on it. Its context is what the consumer receives in `traceparent`.
+//!
+//! Fan-out to N queues therefore gives one publish span and N queue and deliver spans.
+
+use crate::headers;
+use opentelemetry::trace::{Span as _, SpanContext, SpanKind, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{SdkTracer, Span};
+use ottermq_protocol::RawProperties;
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// RabbitMQ's name for the default exchange in the messaging conventions.
+const DEFAULT_EXCHANGE: &str = "amq.default";
+
+/// Starts the broker's spans. The broker holds `Option<Arc<MessageTracer>>`: `None` is
+/// tracing off.
+pub struct MessageTracer {
+    tracer: SdkTracer,
+    start_untraced: bool,
+}
+
+impl std::fmt::Debug for MessageTracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageTracer")
+            .field("start_untraced", &self.start_untraced)
+            .finish()
+    }
+}
+
+/// What the broker knows about a publish when its content is complete.
+pub struct PublishInfo<'a> {
+    pub exchange: &'a [u8],
+    pub routing_key: &'a [u8],
+    pub properties: &'a RawProperties,
+    pub body_size: usize,
+    /// The publishing connection's peer.
+    pub peer: SocketAddr,
+    /// When basic.publish arrived.
+    pub started: Instant,
+}
+
+/// The open publish span of one message; ended by `end` or `confirmed` (or when dropped).
+pub struct PublishSpan {
+    span: Span,
+}
+
+impl std::fmt::Debug for PublishSpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishSpan")
+            .field("context", self.span.span_context())
+            .finish()
+    }
+}
+
+/// What a traced message carries through its queues: the context its deliveries continue.
+/// Shared by every copy of a fanned-out message.
+#[derive(Debug)]
+pub struct MessageTrace {
+    tracer: Arc<MessageTracer>,
+    /// The broker's publish span: parent of every delivery's spans.
+    publish: SpanContext,
+}
+
+/// One delivery of a traced message.
+pub struct DeliveryInfo<'a> {
+    pub queue: &'a [u8],
+    /// None for basic.get.
+    pub consumer_tag: Option<&'a [u8]>,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub enqueued_at: Instant,
+    pub exchange: &'a [u8],
+    pub routing_key: &'a [u8],
+    pub properties: &'a RawProperties,
+    pub body_size: usize,
+    /// The consuming connection's peer.
+    pub peer: SocketAddr,
+}
+
+/// The open deliver span; settled by the consumer's ack, nack or reject.
+pub struct DeliverySpan {
+    span: Span,
+}
+
+impl std::fmt::Debug for DeliverySpan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliverySpan")
+            .field("context", self.span.span_context())
+            .finish()
+    }
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    Ack,
+    Nack {
+        requeue: bool,
+    },
+    Reject {
+        requeue: bool,
+    },
+    /// no-ack consumer or basic.get with no-ack: settled when sent.
+    AutoAck,
+    /// Given back unsettled: channel closed or basic.recover.
+    Returned,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn exchange_name(b: &[u8]) -> String {
+    if b.is_empty() {
+        DEFAULT_EXCHANGE.to_string()
+    } else {
+        text(b)
+    }
+}
+
+fn system_time(at: Instant) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(at.elapsed())
+        .unwrap_or_else(SystemTime::now)
+}
+
+fn common(
+    attrs: &mut Vec<KeyValue>,
+    props: &RawProperties,
+    routing_key: &[u8],
+    body: usize,
+    peer: SocketAddr,
+) {
+    attrs.push(KeyValue::new("messaging.system", "rabbitmq"));
+    attrs.push(KeyValue::new(
+        "messaging.rabbitmq.destination.routing_key",
+        text(routing_key),
+    ));
+    attrs.push(KeyValue::new("messaging.message.body.size", body as i64));
+    if let Some(id) = props.message_id() {
+        attrs.push(KeyValue::new("messaging.message.id", text(id)));
+    }
+    attrs.push(KeyValue::new("network.peer.address", peer.ip().to_string()));
+    attrs.push(KeyValue::new("network.peer.port", peer.port() as i64));
+}
+
+impl MessageTracer {
+    /// `tracer` comes from a provider whose sampler is parent-based; `start_untraced` says
+    /// whether a message without trace context may start a trace (the provider's ratio then
+    /// decides).
+    pub fn new(tracer: SdkTracer, start_untraced: bool) -> Self {
+        MessageTracer {
+            tracer,
+            start_untraced,
+        }
+    }
+
+    /// Called once per completed publish with tracing on. Returns the publish span and the
+    /// context to carry on the message, or None when the message is not traced (no context and
+    /// not starting traces, an unsampled parent, or the ratio said no).
+    pub fn on_publish(
+        self: &Arc<Self>,
+        p: &PublishInfo<'_>,
+    ) -> Option<(PublishSpan, Arc<MessageTrace>)> {
+        let parent = match headers::extract(p.properties) {
+            // Parent-based: an unsampled producer is not traced here either, and its headers
+            // go to the consumer untouched.
+            Some(sc) if !sc.is_sampled() => return None,
+            Some(sc) => Context::new().with_remote_span_context(sc),
+            None if self.start_untraced => Context::new(),
+            None => return None,
+        };
+        let exchange = exchange_name(p.exchange);
+        let mut attrs = Vec::with_capacity(10);
+        attrs.push(KeyValue::new("messaging.operation.type", "receive"));
+        attrs.push(KeyValue::new("messaging.operation.name", "publish"));
+        attrs.push(KeyValue::new(
+            "messaging.destination.name",
+            exchange.clone(),
+        ));
+        common(&mut attrs, p.properties, p.routing_key, p.body_size, p.peer);
+        let span = self
+            .tracer
+            .span_builder(Cow::Owned(format!("publish {exchange}")))
+            .with_kind(SpanKind::Consumer)
+            .with_start_time(system_time(p.started))
+            .with_attributes(attrs)
+            .start_with_context(&self.tracer, &parent);
+        let sc = span.span_context().clone();
+        if !sc.is_sampled() {
+            return None;
+        }
+        let trace = Arc::new(MessageTrace {
+            tracer: self.clone(),
+            publish: sc,
+        });
+        Some((PublishSpan { span }, trace))
+    }
+}
+
+impl PublishSpan {
+    /// Records the routing outcome: how many queues got the message, and whether an
+    /// unroutable message was returned (mandatory) or dropped.
+    pub fn routed(&mut self, queues: usize, mandatory: bool) {
+        self.span
+            .set_attribute(KeyValue::new("ottermq.routed_queues", queues as i64));
+        if queues == 0 {
+            self.span
+                .set_attribute(KeyValue::new("ottermq.unroutable", true));
+            self.span
+                .set_attribute(KeyValue::new("ottermq.returned", mandatory));
+            if mandatory {
+                self.span.add_event("basic.return", Vec::new());
+            }
+        }
+    }
+
+    /// Held in a transaction until tx.commit.
+    pub fn held_in_tx(&mut self) {
+        self.span.set_attribute(KeyValue::new("ottermq.tx", true));
+    }
+
+    /// Ends the span with the publisher confirm (basic.ack with this delivery tag) as an event.
+    pub fn confirmed(mut self, delivery_tag: u64) {
+        self.span.add_event(
+            "confirm",
+            vec![KeyValue::new(
+                "messaging.rabbitmq.message.delivery_tag",
+                delivery_tag as i64,
+            )],
+        );
+        self.span.end();
+    }
+
+    pub fn end(mut self) {
+        self.span.end();
+    }
+
+    pub fn span_context(&self) -> &SpanContext {
+        self.span.span_context()
+    }
+}
+
+impl MessageTrace {
+    /// The broker publish span this message's deliveries descend from.
+    pub fn span_context(&self) -> &SpanContext {
+        &self.publish
+    }
+
+    /// Records the wait in the queue (a finished `queue <name>` span from enqueue to now) and
+    /// opens the deliver span whose context goes to the consumer.
+    pub fn start_delivery(&self, d: &DeliveryInfo<'_>) -> DeliverySpan {
+        let tracer = &self.tracer.tracer;
+        let parent = Context::new().with_remote_span_context(self.publish.clone());
+        let queue = text(d.queue);
+        let waited = d.enqueued_at.elapsed();
+        let mut wait = tracer
+            .span_builder(Cow::Owned(format!("queue {queue}")))
+            .with_kind(SpanKind::Internal)
+            .with_start_time(system_time(d.enqueued_at))
+            .with_attributes(vec![
+                KeyValue::new("messaging.system", "rabbitmq"),
+                KeyValue::new("messaging.destination.name", queue.clone()),
+                KeyValue::new("ottermq.queue.wait_us", waited.as_micros() as i64),
+            ])
+            .start_with_context(tracer, &parent);
+        wait.end();
+        let mut attrs = Vec::with_capacity(14);
+        attrs.push(KeyValue::new("messaging.operation.type", "send"));
+        attrs.push(KeyValue::new(
+            "messaging.operation.name",
+            if d.consumer_tag.is_some() {
+                "deliver"
+            } else {
+                "get"
+            },
+        ));
+        attrs.push(KeyValue::new("messaging.destination.name", queue.clone()));
+        attrs.push(KeyValue::new("ottermq.exchange", exchange_name(d.exchange)));
+        common(&mut attrs, d.properties, d.routing_key, d.body_size, d.peer);
+        attrs.push(KeyValue::new(
+            "messaging.rabbitmq.message.delivery_tag",
+            d.delivery_tag as i64,
+        ));
+        if let Some(tag) = d.consumer_tag {
+            attrs.push(KeyValue::new("ottermq.consumer_tag", text(tag)));
+        }
+        attrs.push(KeyValue::new("ottermq.redelivered", d.redelivered));
+        attrs.push(KeyValue::new(
+            "ottermq.queue.wait_us",
+            waited.as_micros() as i64,
+        ));
+        let span = tracer
+            .span_builder(Cow::Owned(format!("deliver {queue}")))
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attrs)
+            .start_with_context(tracer, &parent);
+        DeliverySpan { span }
+    }
+}
+
+impl DeliverySpan {
+    /// The message's properties with `traceparent` pointing at this delivery, for the wire.
+    pub fn inject(&self, properties: &RawProperties) -> Option<RawProperties> {
+        headers::inject(properties, self.span.span_context())
+    }
+
+    pub fn span_context(&self) -> &SpanContext {
+        self.span.span_context()
+    }
+
+    /// Ends the span with how the delivery was settled.
+    pub fn settle(mut self, how: Settlement) {
+        let (name, requeue) = match how {
+            Settlement::Ack => ("ack", None),
+            Settlement::Nack { requeue } => ("nack", Some(requeue)),
+            Settlement::Reject { requeue } => ("reject", Some(requeue)),
+            Settlement::AutoAck => ("auto-ack", None),
+            Settlement::Returned => ("requeue", Some(true)),
+        };
+        let attrs = match requeue {
+            Some(r) => vec![KeyValue::new("ottermq.requeue", r)],
+            None => Vec::new(),
+        };
+        self.span
+            .set_attribute(KeyValue::new("ottermq.settlement", name));
+        self.span.add_event(name, attrs);
+        self.span.end();
+    }
+}

@@ -1,0 +1,413 @@
+//! Tracing end to end: lapin producers with known trace ids publish through OtterMQ to lapin
+//! consumers; a real OTLP/gRPC receiver (tonic + opentelemetry-proto, decoding the protobuf)
+//! collects the broker's spans. Checks the trace id, the chain producer -> publish -> deliver
+//! -> consumer, the attributes, the header the consumer gets, and that tracing off changes
+//! nothing.
+
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString};
+use lapin::{BasicProperties, Channel};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use ottermq_tracing::{Protocol, TracingConfig};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+/// The OTLP receiver: every exported span with its service name.
+#[derive(Clone, Default)]
+struct Receiver {
+    spans: Arc<Mutex<Vec<(String, Span)>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for rs in req.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    spans.push((service.clone(), s));
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+async fn start_receiver() -> (Receiver, SocketAddr) {
+    let rx = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = TraceServiceServer::new(rx.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    (rx, addr)
+}
+
+async fn traced_broker(otlp: SocketAddr, enabled: bool) -> ottermq::RunningServer {
+    ottermq::testing::start_test_broker_with(|s| {
+        s.http_addr = None;
+        s.tracing = TracingConfig {
+            enabled,
+            endpoint: Some(format!("http://{otlp}")),
+            protocol: Protocol::Grpc,
+            service_name: "ottermq-test".into(),
+            ..TracingConfig::default()
+        };
+    })
+    .await
+}
+
+fn attr<'a>(s: &'a Span, key: &str) -> Option<&'a Value> {
+    s.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+fn attr_str<'a>(s: &'a Span, key: &str) -> &'a str {
+    match attr(s, key) {
+        Some(Value::StringValue(v)) => v,
+        other => panic!("span {}: attribute {key} is {other:?}", s.name),
+    }
+}
+
+fn attr_int(s: &Span, key: &str) -> i64 {
+    match attr(s, key) {
+        Some(Value::IntValue(v)) => *v,
+        other => panic!("span {}: attribute {key} is {other:?}", s.name),
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn traceparent(trace: &str, span: &str, sampled: bool) -> String {
+    format!("00-{trace}-{span}-{}", if sampled { "01" } else { "00" })
+}
+
+async fn declare(ch: &Channel, name: &str) {
+    within(
+        "declare",
+        ch.queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("declare");
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str, props: BasicProperties) {
+    let confirm = within(
+        "publish",
+        ch.basic_publish(
+            exchange.into(),
+            key.into(),
+            Default::default(),
+            b"hello",
+            props,
+        ),
+    )
+    .await
+    .expect("publish");
+    within("confirm", confirm).await.expect("confirm");
+}
+
+/// Consumes one message from `q`, acks it, returns its headers.
+async fn consume_one(ch: &Channel, q: &str) -> FieldTable {
+    let mut c = within(
+        "consume",
+        ch.basic_consume(
+            q.into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume");
+    let d = within("delivery", c.next())
+        .await
+        .expect("stream ended")
+        .expect("delivery");
+    within("ack", d.ack(Default::default())).await.expect("ack");
+    d.properties.headers().clone().unwrap_or_default()
+}
+
+fn header_str(h: &FieldTable, key: &str) -> Option<String> {
+    match h.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        other => panic!("{key} has type {other:?}"),
+    }
+}
+
+fn headers_with(tp: AMQPValue) -> FieldTable {
+    let mut h = FieldTable::default();
+    h.insert("traceparent".into(), tp);
+    h.insert("x-app".into(), AMQPValue::LongInt(42));
+    h
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_follow_the_message_from_producer_to_consumer() {
+    let (rx, otlp) = start_receiver().await;
+    let server = traced_broker(otlp, true).await;
+    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let conn = lapin_connect(&url).await;
+    let ch = within("channel", conn.create_channel()).await.unwrap();
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .unwrap();
+
+    // 1. Direct to a queue, traceparent as a long string (pika, amqplib).
+    let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let producer1 = "00f067aa0ba902b7";
+    let q1 = unique("trace-q1");
+    declare(&ch, &q1).await;
+    let props = BasicProperties::default()
+        .with_message_id("msg-1".into())
+        .with_headers(headers_with(AMQPValue::LongString(LongString::from(
+            traceparent(t1, producer1, true),
+        ))));
+    publish(&ch, "", &q1, props).await;
+    let got1 = consume_one(&ch, &q1).await;
+
+    // 2. Fanout to two queues, traceparent as a byte array (some lapin / Java users).
+    let t2 = "0af7651916cd43dd8448eb211c80319c";
+    let producer2 = "b7ad6b7169203331";
+    let ex = unique("trace-fan");
+    within(
+        "exchange",
+        ch.exchange_declare(
+            ex.as_str().into(),
+            lapin::ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let (qa, qb) = (unique("trace-fa"), unique("trace-fb"));
+    for q in [&qa, &qb] {
+        declare(&ch, q).await;
+        within(
+            "bind",
+            ch.queue_bind(
+                q.as_str().into(),
+                ex.as_str().into(),
+                "".into(),
+                Default::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let props = BasicProperties::default().with_headers(headers_with(AMQPValue::ByteArray(
+        ByteArray::from(traceparent(t2, producer2, true).into_bytes()),
+    )));
+    publish(&ch, &ex, "rk", props).await;
+    let got_a = consume_one(&ch, &qa).await;
+    let got_b = consume_one(&ch, &qb).await;
+
+    // 3. No trace context, and 4. an unsampled parent: not traced, headers as sent.
+    let q3 = unique("trace-q3");
+    declare(&ch, &q3).await;
+    let mut plain = FieldTable::default();
+    plain.insert("x-app".into(), AMQPValue::LongInt(1));
+    publish(
+        &ch,
+        "",
+        &q3,
+        BasicProperties::default().with_headers(plain.clone()),
+    )
+    .await;
+    let got3 = consume_one(&ch, &q3).await;
+    assert_eq!(got3, plain, "untraced message: headers unchanged");
+    let t4 = "11111111111111111111111111111111";
+    let unsampled = headers_with(AMQPValue::LongString(LongString::from(traceparent(
+        t4,
+        "2222222222222222",
+        false,
+    ))));
+    publish(
+        &ch,
+        "",
+        &q3,
+        BasicProperties::default().with_headers(unsampled.clone()),
+    )
+    .await;
+    let got4 = consume_one(&ch, &q3).await;
+    assert_eq!(got4, unsampled, "unsampled parent: headers unchanged");
+
+    let _ = conn.close(200, "bye".into()).await;
+    // Shutdown flushes the batch processor.
+    server.shutdown().await;
+    let spans = rx.spans.lock().unwrap().clone();
+    assert!(spans.iter().all(|(svc, _)| svc == "ottermq-test"));
+    let spans: Vec<Span> = spans.into_iter().map(|(_, s)| s).collect();
+    assert!(
+        spans
+            .iter()
+            .all(|s| hex(&s.trace_id) == t1 || hex(&s.trace_id) == t2),
+        "only the two sampled producers' traces: {:?}",
+        spans
+            .iter()
+            .map(|s| (&s.name, hex(&s.trace_id)))
+            .collect::<Vec<_>>()
+    );
+
+    // Trace 1: producer -> publish -> deliver -> consumer.
+    let in1: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == t1).collect();
+    let publish1 = in1
+        .iter()
+        .find(|s| s.name == "publish amq.default")
+        .expect("publish span");
+    assert_eq!(hex(&publish1.parent_span_id), producer1);
+    assert_eq!(attr_str(publish1, "messaging.system"), "rabbitmq");
+    assert_eq!(
+        attr_str(publish1, "messaging.destination.name"),
+        "amq.default"
+    );
+    assert_eq!(
+        attr_str(publish1, "messaging.rabbitmq.destination.routing_key"),
+        q1
+    );
+    assert_eq!(attr_str(publish1, "messaging.operation.type"), "receive");
+    assert_eq!(attr_str(publish1, "messaging.message.id"), "msg-1");
+    assert_eq!(attr_int(publish1, "messaging.message.body.size"), 5);
+    assert_eq!(attr_str(publish1, "network.peer.address"), "127.0.0.1");
+    assert!(attr_int(publish1, "network.peer.port") > 0);
+    assert_eq!(attr_int(publish1, "ottermq.routed_queues"), 1);
+    assert!(
+        publish1.events.iter().any(|e| e.name == "confirm"),
+        "publisher confirm recorded"
+    );
+    let deliver1 = in1
+        .iter()
+        .find(|s| s.name == format!("deliver {q1}"))
+        .expect("deliver span");
+    assert_eq!(deliver1.parent_span_id, publish1.span_id);
+    assert_eq!(attr_str(deliver1, "messaging.destination.name"), q1);
+    assert_eq!(attr_str(deliver1, "messaging.operation.type"), "send");
+    assert_eq!(
+        attr_int(deliver1, "messaging.rabbitmq.message.delivery_tag"),
+        1
+    );
+    assert!(attr_str(deliver1, "ottermq.consumer_tag").starts_with("amq.ctag"));
+    assert!(matches!(
+        attr(deliver1, "ottermq.redelivered"),
+        Some(Value::BoolValue(false))
+    ));
+    assert!(deliver1.events.iter().any(|e| e.name == "ack"));
+    let wait1 = in1
+        .iter()
+        .find(|s| s.name == format!("queue {q1}"))
+        .expect("queue wait span");
+    assert_eq!(wait1.parent_span_id, publish1.span_id);
+    assert!(wait1.end_time_unix_nano >= wait1.start_time_unix_nano);
+    // The consumer's header names the deliver span: its span continues the chain.
+    assert_eq!(
+        header_str(&got1, "traceparent").as_deref(),
+        Some(traceparent(t1, &hex(&deliver1.span_id), true).as_str())
+    );
+    assert_eq!(got1.inner().get("x-app"), Some(&AMQPValue::LongInt(42)));
+
+    // Trace 2: one routing span, one wait and one deliver span per queue.
+    let in2: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == t2).collect();
+    let pubs: Vec<_> = in2
+        .iter()
+        .filter(|s| s.name.starts_with("publish "))
+        .collect();
+    assert_eq!(pubs.len(), 1, "one publish span for the fanout");
+    let publish2 = pubs[0];
+    assert_eq!(hex(&publish2.parent_span_id), producer2);
+    assert_eq!(attr_str(publish2, "messaging.destination.name"), ex);
+    assert_eq!(attr_int(publish2, "ottermq.routed_queues"), 2);
+    for (q, got) in [(&qa, &got_a), (&qb, &got_b)] {
+        let d: Vec<_> = in2
+            .iter()
+            .filter(|s| s.name == format!("deliver {q}"))
+            .collect();
+        assert_eq!(d.len(), 1, "one deliver span for {q}");
+        assert_eq!(d[0].parent_span_id, publish2.span_id);
+        assert_eq!(
+            header_str(got, "traceparent").as_deref(),
+            Some(traceparent(t2, &hex(&d[0].span_id), true).as_str())
+        );
+        assert!(in2.iter().any(|s| s.name == format!("queue {q}")));
+    }
+    assert_eq!(in2.len(), 5, "publish + 2 x (queue, deliver)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_off_exports_nothing_and_keeps_headers() {
+    let (rx, otlp) = start_receiver().await;
+    let server = traced_broker(otlp, false).await;
+    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let conn = lapin_connect(&url).await;
+    let ch = within("channel", conn.create_channel()).await.unwrap();
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .unwrap();
+    let q = unique("untraced");
+    declare(&ch, &q).await;
+    let sent = headers_with(AMQPValue::LongString(LongString::from(traceparent(
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        true,
+    ))));
+    publish(
+        &ch,
+        "",
+        &q,
+        BasicProperties::default().with_headers(sent.clone()),
+    )
+    .await;
+    let got = consume_one(&ch, &q).await;
+    assert_eq!(got, sent, "headers delivered unchanged");
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+    // Give a (wrongly) running exporter time to send anything it had.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(rx.spans.lock().unwrap().is_empty(), "no span exported");
+}
