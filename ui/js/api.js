@@ -35,7 +35,9 @@ function emit(ev, arg) { for (const f of listeners[ev]) f(arg); }
 
 /** Calls the API; `auth` overrides the stored credentials (used by the login form). */
 export async function api(path, { method = 'GET', body, auth, timeout = 10000 } = {}) {
-  const headers = { 'Authorization': 'Basic ' + (auth || credentials() || '') };
+  // X-Requested-With: the server then leaves out WWW-Authenticate on a 401, so the browser
+  // does not pop up its own login dialog over the UI's.
+  const headers = { 'Authorization': 'Basic ' + (auth || credentials() || ''), 'X-Requested-With': 'XMLHttpRequest' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), timeout);

@@ -96,7 +96,7 @@ export class LiveChart {
     this.u.setData(cols);
     const n = cols[0].length;
     this.note.hidden = n > 0;
-    this.plotEl.style.visibility = n > 0 ? 'visible' : 'hidden';
+    this.plotEl.hidden = n === 0;
     if (!n) this.note.textContent = 'No samples yet: the first one arrives within one sample interval.';
   }
 

@@ -28,6 +28,11 @@ export function fmtNum(v, digits = 0) {
   return Number(v).toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
 
+/** Axis labels: whole numbers when large, one decimal when small. */
+export function fmtAxis(v) {
+  return Math.abs(v) < 10 && v % 1 !== 0 ? fmtNum(v, 1) : fmtNum(v);
+}
+
 export function fmtRate(v) {
   if (v === null || v === undefined) return '–';
   return (v >= 100 ? fmtNum(v, 0) : fmtNum(v, 1)) + '/s';
@@ -44,6 +49,7 @@ export function fmtBytes(v) {
 /** Microseconds to a readable latency. */
 export function fmtUs(v) {
   if (v === null || v === undefined) return '–';
+  if (v < 10) return (Math.round(v * 10) / 10) + ' µs';
   if (v < 1000) return Math.round(v) + ' µs';
   if (v < 1e6) return (v / 1000).toFixed(v < 1e4 ? 2 : 1) + ' ms';
   return (v / 1e6).toFixed(2) + ' s';

@@ -4,14 +4,14 @@
 // or the duration changes (and once a minute for the long, coarse-tier durations).
 
 import { api, ApiError } from './api.js';
-import { h, fmtNum, fmtRate, fmtBytes, fmtUs, stat, stateBox } from './dom.js';
+import { h, fmtAxis, fmtNum, fmtRate, fmtBytes, fmtUs, stat, stateBox } from './dom.js';
 import { LiveChart, durationSelect, currentDuration, durationMs } from './charts.js';
 
 const RATE_SERIES = ['publish', 'deliver', 'ack', 'confirm', 'redeliver', 'return'];
 const CHARTS = [
   { id: 'rates', title: 'Message rates', fmt: fmtRate,
     series: RATE_SERIES.map((k) => ({ label: k, metric: k, pick: (m) => m.rates && m.rates[k] })) },
-  { id: 'queued', title: 'Queued messages', fmt: (v) => fmtNum(v),
+  { id: 'queued', title: 'Queued messages', fmt: fmtAxis,
     series: [
       { label: 'ready', metric: 'ready', pick: (m) => m.gauges && m.gauges.messages_ready },
       { label: 'unacked', metric: 'unacked', pick: (m) => m.gauges && m.gauges.messages_unacked },
@@ -19,7 +19,7 @@ const CHARTS = [
   { id: 'latency', title: 'Time in queue', fmt: fmtUs,
     series: ['p50', 'p95', 'p99'].map((p) => ({ label: p, metric: `latency_${p}_us`,
       pick: (m) => m.latency_us && m.latency_us.time_in_queue && m.latency_us.time_in_queue[p] })) },
-  { id: 'objects', title: 'Connections, channels, consumers', fmt: (v) => fmtNum(v),
+  { id: 'objects', title: 'Connections, channels, consumers', fmt: fmtAxis,
     series: ['connections', 'channels', 'consumers'].map((k) => ({ label: k, metric: k,
       pick: (m) => m.gauges && m.gauges[k] })) },
 ];

@@ -2,11 +2,11 @@
 // (purge, delete, publish a test message, get messages), each confirmed before it runs.
 
 import { api, ApiError, vpath } from './api.js';
-import { h, fmtNum, fmtRate, fmtBytes, fmtUs, fmtAge, stat, stateBox, confirmAction, enc } from './dom.js';
+import { h, fmtAxis, fmtNum, fmtRate, fmtBytes, fmtUs, fmtAge, stat, stateBox, confirmAction, enc } from './dom.js';
 import { LiveChart, durationSelect, currentDuration, durationMs } from './charts.js';
 
 const CHARTS = [
-  { id: 'queue-depth', title: 'Queued messages', fmt: (v) => fmtNum(v),
+  { id: 'queue-depth', title: 'Queued messages', fmt: fmtAxis,
     series: [{ label: 'ready', key: 'messages_ready' }, { label: 'unacked', key: 'messages_unacked' }] },
   { id: 'queue-rates', title: 'Message rates', fmt: fmtRate,
     series: [{ label: 'incoming', key: 'published' }, { label: 'deliver', key: 'delivered' },
@@ -24,8 +24,9 @@ export function mount(root, { vhost, name }, ctx) {
   const consumersEl = h('div.table-wrap', 'Loading…');
   const bindingsEl = h('div.table-wrap', 'Loading…');
   const getOut = h('div.msgs', { id: 'get-result' });
+  const typeEl = h('span.subtitle');
   const header = h('div.row.spread',
-    h('h1', 'Queue ', h('span', { id: 'queue-name' }, name), h('span.muted', ` in ${vhost}`)),
+    h('h1', 'Queue ', h('span', { id: 'queue-name' }, name), h('span.muted.subtitle', `in vhost ${vhost} `), typeEl),
     h('div.row', h('span.muted', 'Charts show'), durationSelect((d) => { duration = d; refresh(true); })));
   root.append(header, msg, statsEl, chartsEl);
   const charts = CHARTS.map((c) => new LiveChart(chartsEl, c));
@@ -117,8 +118,9 @@ export function mount(root, { vhost, name }, ctx) {
       stat('Oldest message', fmtAge(q.oldest_message_age_seconds), 'oldest'),
       stat('Incoming', fmtRate(q.message_stats && q.message_stats.publish_details.rate), 'incoming'),
       stat('Deliver', fmtRate(q.message_stats && q.message_stats.deliver_get_details.rate), 'deliver'),
-      stat('Type', [q.type, q.durable ? 'durable' : 'transient', q.auto_delete ? 'auto-delete' : '', q.exclusive ? 'exclusive' : ''].filter(Boolean).join(', '), 'type'),
     );
+    typeEl.replaceChildren(...[q.type, q.durable ? 'durable' : 'transient', q.auto_delete ? 'auto-delete' : '', q.exclusive ? 'exclusive' : '']
+      .filter(Boolean).map((t) => h('span.tag', t)));
     void c;
   }
 

@@ -457,3 +457,33 @@ async fn queue_list_paging_sorting_and_filtering() {
     assert_json_error(st, &v, 404);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn scripted_401_has_no_browser_challenge() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    let base = format!("http://{}", server.http_addr.expect("http listener"));
+    let client = reqwest::Client::new();
+    let plain = client
+        .get(format!("{base}/api/whoami"))
+        .basic_auth("guest", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 401);
+    assert!(plain.headers().contains_key("www-authenticate"));
+    let scripted = client
+        .get(format!("{base}/api/whoami"))
+        .basic_auth("guest", Some("wrong"))
+        .header("X-Requested-With", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scripted.status(), 401);
+    assert!(!scripted.headers().contains_key("www-authenticate"));
+    let v: Value = scripted.json().await.unwrap();
+    assert_eq!(v["error"], "not_authorized");
+    server.shutdown().await;
+}
