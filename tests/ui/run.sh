@@ -32,6 +32,14 @@ PIDS+=($!)
 "$PERF_BIN" --uri "$URI" -x 1 -y 0 --queue ui-purge --rate 10 -z 600 --quiet >/dev/null 2>&1 &
 PIDS+=($!)
 
-mkdir -p test-output/ui
-BASE_URL="http://127.0.0.1:$HTTP_PORT" OUT_DIR="$REPO_ROOT/test-output/ui" LOAD_QUEUE=ui-load PURGE_QUEUE=ui-purge \
-  timeout 300 node tests/ui/ui.test.mjs
+OUT="$REPO_ROOT/test-output/ui"
+mkdir -p "$OUT"
+set +e
+BASE_URL="http://127.0.0.1:$HTTP_PORT" OUT_DIR="$OUT" LOAD_QUEUE=ui-load PURGE_QUEUE=ui-purge \
+  timeout 300 node tests/ui/ui.test.mjs 2>&1 | tee "$OUT/log.txt"
+rc=${PIPESTATUS[0]}
+set -e
+# A crash before the script's own summary (browser did not start, timeout) still ends with one.
+grep -q ' passed, [0-9]* failed' "$OUT/log.txt" || echo "0 passed, 1 failed (ui.test.mjs exited with $rc)"
+if [ "$rc" -ne 0 ]; then echo "broker log: $BROKER_LOG"; tail -20 "$BROKER_LOG" || true; fi
+exit "$rc"
