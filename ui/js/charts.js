@@ -27,7 +27,7 @@ export class LiveChart {
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
         { stroke: '#637282', grid: { stroke: '#eef1f4' } },
-        { stroke: '#637282', grid: { stroke: '#eef1f4' }, size: 64, values: (u, vals) => vals.map(fmt) },
+        { stroke: '#637282', grid: { stroke: '#eef1f4' }, size: 72, values: (u, vals) => vals.map(fmt) },
       ],
       series: [{}].concat(opts.series.map((s, i) => ({
         label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,

@@ -51,7 +51,7 @@ export function fmtUs(v) {
   if (v === null || v === undefined) return '–';
   if (v < 10) return (Math.round(v * 10) / 10) + ' µs';
   if (v < 1000) return Math.round(v) + ' µs';
-  if (v < 1e6) return (v / 1000).toFixed(v < 1e4 ? 2 : 1) + ' ms';
+  if (v < 1e6) return (v / 1000).toFixed(v < 1e4 ? 2 : v < 1e5 ? 1 : 0) + ' ms';
   return (v / 1e6).toFixed(2) + ' s';
 }
 
