@@ -326,6 +326,34 @@ impl VHost {
         (n, consumers)
     }
 
+    /// Deletes a queue as `delete_queue` does and sends basic.cancel to its consumers whose
+    /// clients understand it (consumer_cancel_notify). Used by queue.delete, auto-delete and
+    /// the management API's DELETE, so every path tells consumers the same way.
+    pub fn delete_queue_and_cancel(&self, q: &Arc<Queue>) -> u32 {
+        let (n, consumers) = self.delete_queue(q);
+        for c in consumers {
+            c.channel
+                .consumers
+                .lock()
+                .retain(|(_, x)| !Arc::ptr_eq(x, &c));
+            if c.channel.cancel_notify && !c.channel.is_closed() {
+                let id = c.channel.id;
+                let tag = c.tag.clone();
+                c.channel.out.write(|b, _| {
+                    ottermq_protocol::encode_method(
+                        b,
+                        id,
+                        &ottermq_protocol::Method::BasicCancel(ottermq_protocol::BasicCancel {
+                            consumer_tag: tag,
+                            nowait: true,
+                        }),
+                    )
+                });
+            }
+        }
+        n
+    }
+
     pub fn bind(&self, source: &Arc<Exchange>, b: Binding) -> AmqpResult<()> {
         if source.name.is_empty() {
             return Err(default_exchange_refused());

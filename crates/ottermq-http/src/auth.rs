@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use std::net::SocketAddr;
 
@@ -16,12 +16,34 @@ pub struct AuthUser {
     pub tags: Vec<String>,
 }
 
+/// A 401 for a script (`X-Requested-With` set, as the UI sends) carries no
+/// `WWW-Authenticate`, so the browser shows the UI's own "wrong password" message instead of
+/// its login dialog; other clients get the challenge as usual.
 pub async fn require_user(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
+    req: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
+    let scripted = req.headers().contains_key("x-requested-with");
+    match authenticate(&state, peer, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => {
+            let mut resp = e.into_response();
+            if scripted {
+                resp.headers_mut()
+                    .remove(axum::http::header::WWW_AUTHENTICATE);
+            }
+            resp
+        }
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    peer: SocketAddr,
+    mut req: Request,
+) -> Result<Request, ApiError> {
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -44,5 +66,5 @@ pub async fn require_user(
         name: u.name,
         tags: u.tags,
     });
-    Ok(next.run(req).await)
+    Ok(req)
 }

@@ -28,6 +28,13 @@ impl ApiError {
             reason: reason.into(),
         }
     }
+    pub fn method_not_allowed() -> Self {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            error: "method_not_allowed",
+            reason: "this endpoint does not accept that HTTP method".into(),
+        }
+    }
     pub fn unauthorized() -> Self {
         ApiError {
             status: StatusCode::UNAUTHORIZED,

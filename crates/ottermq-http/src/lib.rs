@@ -3,6 +3,7 @@
 //!
 //! - `api/`: RabbitMQ-shaped JSON for overview, vhosts, queues, exchanges, bindings,
 //!   connections, channels, consumers.
+//! - `ui.rs`: the management UI's static files (from `ui/`), for every other path.
 //! - `health.rs`, `auth.rs`, `error.rs` (JSON errors), `state.rs` (what handlers share).
 
 pub mod api;
@@ -10,8 +11,9 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod state;
+pub mod ui;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use state::AppState;
 use std::net::SocketAddr;
@@ -22,7 +24,20 @@ pub fn router(state: AppState) -> Router {
         .route("/vhosts", get(api::vhosts))
         .route("/queues", get(api::queues))
         .route("/queues/{vhost}", get(api::queues_in))
-        .route("/queues/{vhost}/{name}", get(api::queue))
+        .route(
+            "/queues/{vhost}/{name}",
+            get(api::queue).delete(api::queue_actions::delete),
+        )
+        .route(
+            "/queues/{vhost}/{name}/contents",
+            axum::routing::delete(api::queue_actions::purge),
+        )
+        .route("/queues/{vhost}/{name}/get", post(api::queue_actions::get))
+        .route(
+            "/exchanges/{vhost}/{name}/publish",
+            post(api::publish::publish),
+        )
+        .route("/whoami", get(api::whoami))
         .route("/exchanges", get(api::exchanges))
         .route("/exchanges/{vhost}", get(api::exchanges_in))
         .route("/exchanges/{vhost}/{name}", get(api::exchange))
@@ -49,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             get(api::metrics::exchange),
         )
         .fallback(|| async { error::ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async { error::ApiError::method_not_allowed() })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_user,
@@ -58,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/health", get(health::health))
         .nest("/api", api)
+        .fallback(ui::serve)
         .with_state(state)
 }
 

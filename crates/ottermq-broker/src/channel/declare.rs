@@ -270,27 +270,7 @@ impl Channel {
 
 /// Deletes a queue and tells its consumers with basic.cancel (consumer_cancel_notify).
 pub(crate) fn delete_queue(ctx: &mut ConnCtx, q: &Arc<Queue>) -> u32 {
-    let (n, consumers) = ctx.vhost.delete_queue(q);
+    let n = ctx.vhost.delete_queue_and_cancel(q);
     ctx.exclusive_queues.retain(|x| !Arc::ptr_eq(x, q));
-    for c in consumers {
-        c.channel
-            .consumers
-            .lock()
-            .retain(|(_, x)| !Arc::ptr_eq(x, &c));
-        if c.channel.cancel_notify && !c.channel.is_closed() {
-            let id = c.channel.id;
-            let tag = c.tag.clone();
-            c.channel.out.write(|b, _| {
-                ottermq_protocol::encode_method(
-                    b,
-                    id,
-                    &Method::BasicCancel(ottermq_protocol::BasicCancel {
-                        consumer_tag: tag,
-                        nowait: true,
-                    }),
-                )
-            });
-        }
-    }
     n
 }

@@ -130,8 +130,30 @@ pub fn connection_name(c: &ConnectionHandle) -> String {
     }
 }
 
+/// Message counts since the channel opened (RabbitMQ's channel `message_stats` counts). Rates
+/// per channel are not sampled; the UI derives them from two readings.
+fn channel_counts(ch: &ChannelShared) -> [u64; 4] {
+    let s = &ch.stats;
+    [
+        s.published.get(),
+        s.delivered.get() + s.delivered_no_ack.get() + s.get.get(),
+        s.acked.get(),
+        s.confirmed.get(),
+    ]
+}
+
+fn counts_json(c: [u64; 4]) -> Value {
+    json!({"publish": c[0], "deliver_get": c[1], "ack": c[2], "confirm": c[3]})
+}
+
 pub fn connection_json(c: &ConnectionHandle) -> Value {
     let info = c.info.lock().clone();
+    let mut counts = [0u64; 4];
+    for ch in c.channels.lock().values() {
+        for (sum, n) in counts.iter_mut().zip(channel_counts(ch)) {
+            *sum += n;
+        }
+    }
     let connected_at = c
         .connected_at
         .duration_since(std::time::UNIX_EPOCH)
@@ -154,6 +176,7 @@ pub fn connection_json(c: &ConnectionHandle) -> Value {
         "timeout": info.heartbeat,
         "connected_at": connected_at,
         "client_properties": table_json(&info.client_properties),
+        "message_stats": counts_json(counts),
     })
 }
 
@@ -178,5 +201,6 @@ pub fn channel_json(c: &ConnectionHandle, ch: &ChannelShared) -> Value {
         "state": "running",
         "consumer_count": ch.consumers.lock().len(),
         "messages_unacknowledged": ch.unacked_count(),
+        "message_stats": counts_json(channel_counts(ch)),
     })
 }

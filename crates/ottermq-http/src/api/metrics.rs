@@ -253,9 +253,11 @@ pub async fn exchange(
         .broker
         .vhost(&vhost)
         .ok_or_else(|| ApiError::not_found(format!("vhost '{vhost}' not found")))?;
-    let e = v.exchange(name.as_bytes()).ok_or_else(|| {
-        ApiError::not_found(format!("exchange '{name}' not found in vhost '{vhost}'"))
-    })?;
+    let e = v
+        .exchange(super::exchange_lookup_name(&name).as_bytes())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("exchange '{name}' not found in vhost '{vhost}'"))
+        })?;
     let store = s.broker.metrics.read();
     let key = ObjectKey::exchange(vhost.as_str(), name.as_str());
     Ok(Json(json!({

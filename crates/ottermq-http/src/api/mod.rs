@@ -2,17 +2,35 @@
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
 pub mod definitions;
+mod body;
 mod json;
 pub mod metrics;
+pub mod paging;
+pub mod publish;
+pub mod queue_actions;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use json::{binding_json, channel_json, connection_json, exchange_json, queue_json};
 use ottermq_broker::vhost::VHost;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// `GET /api/whoami`: the authenticated user (the UI's login check), as RabbitMQ answers it.
+pub async fn whoami(axum::Extension(u): axum::Extension<crate::auth::AuthUser>) -> Json<Value> {
+    Json(json!({"name": u.name, "tags": u.tags.join(",")}))
+}
+
+/// RabbitMQ's management URLs name the default exchange `amq.default` (its real name is empty).
+pub(crate) fn exchange_lookup_name(name: &str) -> &str {
+    if name == "amq.default" {
+        ""
+    } else {
+        name
+    }
+}
 
 fn vhost(s: &AppState, name: &str) -> ApiResult<Arc<VHost>> {
     s.broker
@@ -88,24 +106,31 @@ pub async fn vhosts(State(s): State<AppState>) -> Json<Value> {
     Json(Value::Array(list))
 }
 
-pub async fn queues(State(s): State<AppState>) -> Json<Value> {
+pub async fn queues(
+    State(s): State<AppState>,
+    Query(lq): Query<paging::ListQuery>,
+) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
-    let store = s.broker.metrics.read();
-    for v in s.broker.vhosts() {
-        out.extend(v.queues().iter().map(|q| queue_json(q, &store)));
+    {
+        let store = s.broker.metrics.read();
+        for v in s.broker.vhosts() {
+            out.extend(v.queues().iter().map(|q| queue_json(q, &store)));
+        }
     }
-    Json(Value::Array(out))
+    Ok(Json(paging::apply(out, &lq)?))
 }
 
 pub async fn queues_in(
     State(s): State<AppState>,
     Path(vh): Path<String>,
+    Query(lq): Query<paging::ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let v = vhost(&s, &vh)?;
-    let store = s.broker.metrics.read();
-    Ok(Json(Value::Array(
-        v.queues().iter().map(|q| queue_json(q, &store)).collect(),
-    )))
+    let out = {
+        let store = s.broker.metrics.read();
+        v.queues().iter().map(|q| queue_json(q, &store)).collect()
+    };
+    Ok(Json(paging::apply(out, &lq)?))
 }
 
 pub async fn queue(
@@ -120,17 +145,22 @@ pub async fn queue(
     Ok(Json(queue_json(&q, &store)))
 }
 
-pub async fn exchanges(State(s): State<AppState>) -> Json<Value> {
+pub async fn exchanges(
+    State(s): State<AppState>,
+    Query(lq): Query<paging::ListQuery>,
+) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
-    let store = s.broker.metrics.read();
-    for v in s.broker.vhosts() {
-        out.extend(
-            v.exchanges()
-                .iter()
-                .map(|e| exchange_json(&v.name, e, &store)),
-        );
+    {
+        let store = s.broker.metrics.read();
+        for v in s.broker.vhosts() {
+            out.extend(
+                v.exchanges()
+                    .iter()
+                    .map(|e| exchange_json(&v.name, e, &store)),
+            );
+        }
     }
-    Json(Value::Array(out))
+    Ok(Json(paging::apply(out, &lq)?))
 }
 
 pub async fn exchanges_in(
@@ -152,9 +182,11 @@ pub async fn exchange(
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let v = vhost(&s, &vh)?;
-    let e = v.exchange(name.as_bytes()).ok_or_else(|| {
-        ApiError::not_found(format!("exchange '{name}' not found in vhost '{vh}'"))
-    })?;
+    let e = v
+        .exchange(exchange_lookup_name(&name).as_bytes())
+        .ok_or_else(|| {
+            ApiError::not_found(format!("exchange '{name}' not found in vhost '{vh}'"))
+        })?;
     let store = s.broker.metrics.read();
     Ok(Json(exchange_json(&v.name, &e, &store)))
 }
@@ -171,14 +203,17 @@ pub async fn bindings(State(s): State<AppState>) -> Json<Value> {
     Json(Value::Array(out))
 }
 
-pub async fn connections(State(s): State<AppState>) -> Json<Value> {
-    Json(Value::Array(
-        s.broker
-            .connections()
-            .iter()
-            .map(|c| connection_json(c))
-            .collect(),
-    ))
+pub async fn connections(
+    State(s): State<AppState>,
+    Query(lq): Query<paging::ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let out = s
+        .broker
+        .connections()
+        .iter()
+        .map(|c| connection_json(c))
+        .collect();
+    Ok(Json(paging::apply(out, &lq)?))
 }
 
 pub async fn channels(State(s): State<AppState>) -> Json<Value> {
