@@ -31,6 +31,10 @@ pub struct BrokerConfig {
     pub outbound_high_water: usize,
     /// Sample interval and retention of the metrics core's time series.
     pub metrics: ottermq_metrics::TierConfig,
+    /// Most queues (and, separately, exchanges) given per-object series on the Prometheus
+    /// `/metrics` endpoint, so a broker with 10,000 queues cannot blow up a scrape;
+    /// `/metrics/per-object` has them all. 0 turns per-object series off on `/metrics`.
+    pub prometheus_per_object_limit: usize,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +54,7 @@ impl Default for BrokerConfig {
             handshake_timeout: Duration::from_secs(10),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
+            prometheus_per_object_limit: 1000,
         }
     }
 }

@@ -158,6 +158,7 @@ impl VHost {
             let e = e.clone();
             map.remove(name.as_bytes());
             self.stats.exchanges_deleted.inc();
+            self.stats.retire_exchange(&e.stats);
             e
         };
         e.mark_deleted();
@@ -253,6 +254,7 @@ impl VHost {
                 if Arc::ptr_eq(cur, q) {
                     map.remove(q.name.as_bytes());
                     self.stats.queues_deleted.inc();
+                    self.stats.retire_queue(&q.stats);
                 }
             }
         }

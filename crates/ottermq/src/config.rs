@@ -27,6 +27,9 @@ pub struct Cli {
     /// TOML configuration file (users, vhosts, limits); flags and environment override it
     #[arg(long, env = "OTTERMQ_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Most queues (and exchanges) with per-object series on /metrics [default: 1000]
+    #[arg(long, env = "OTTERMQ_PROMETHEUS_PER_OBJECT_LIMIT")]
+    pub prometheus_per_object_limit: Option<usize>,
 }
 
 /// The configuration file's shape. Every field is optional.
@@ -52,6 +55,8 @@ pub struct FileConfig {
     /// Coarse tier: interval (default 60, a multiple of the fine one) and samples (default 120).
     pub metrics_coarse_interval_secs: Option<u64>,
     pub metrics_coarse_samples: Option<usize>,
+    /// Most queues (and exchanges) with per-object series on `/metrics` (default 1000).
+    pub prometheus_per_object_limit: Option<usize>,
     #[serde(default)]
     pub vhosts: Vec<String>,
     #[serde(default)]
@@ -147,6 +152,12 @@ impl Settings {
         }
         m.validate()
             .map_err(|e| anyhow::anyhow!("metrics settings: {e}"))?;
+        if let Some(v) = cli
+            .prometheus_per_object_limit
+            .or(file.prometheus_per_object_limit)
+        {
+            b.prometheus_per_object_limit = v;
+        }
         if let Some(v) = file.loopback_users {
             b.loopback_users = v;
         }

@@ -180,7 +180,9 @@ impl Channel {
             )));
         }
         self.shared.stats.published.inc();
+        self.shared.stats.body_size.record(body.len() as u64);
         exchange.stats.publish_in.inc();
+        exchange.stats.publish_in_bytes.add(body.len() as u64);
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
