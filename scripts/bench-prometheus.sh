@@ -4,7 +4,7 @@
 #     /metrics/per-object), 30 scrapes each, reported as min / median / max;
 #  2. ottermq-perf throughput while a real Prometheus scrapes /metrics every second versus
 #     no scraper at all, alternated, RUNS runs each of SECS seconds.
-# Needs release binaries (cargo build --release --bins), prometheus, and .venv-test (pika).
+# LIMIT sets prometheus_per_object_limit (default 1000). Needs release binaries (cargo build --release --bins), prometheus, and .venv-test (pika).
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO_ROOT"
@@ -13,6 +13,7 @@ PERF=$(dirname "$OTTERMQ_BIN")/ottermq-perf
 QUEUES=${QUEUES:-1000}
 RUNS=${RUNS:-3}
 SECS=${SECS:-10}
+LIMIT=${LIMIT:-1000}
 source tests/lib.sh
 WORK=$(mktemp -d)
 PROM_PID=
@@ -21,7 +22,7 @@ cleanup() {
   stop_broker
   rm -rf "$WORK"
 }
-start_broker
+start_broker --prometheus-per-object-limit "$LIMIT"
 trap cleanup EXIT
 
 # 1,000 queues with 10 messages each, 5 of them consumed and acked (non-empty histograms).
@@ -48,7 +49,7 @@ scrape_bench() { # path accept
   done >"$WORK/scrapes"
   echo "$1 ($2): time_total s: $(cut -d' ' -f1 "$WORK/scrapes" | stats); bytes: $(cut -d' ' -f2 "$WORK/scrapes" | stats); lines: $(curl -s -H "Accept: $2" "http://127.0.0.1:$HTTP_PORT$1" | wc -l)"
 }
-echo "== scrape with $QUEUES queues (limit 1000)"
+echo "== scrape with $QUEUES queues (prometheus_per_object_limit $LIMIT)"
 scrape_bench /metrics "text/plain"
 scrape_bench /metrics "application/openmetrics-text;version=1.0.0"
 scrape_bench /metrics/per-object "text/plain"
@@ -74,7 +75,7 @@ for r in $(seq 1 "$RUNS"); do
   PROM_PID=$!
   sleep 3
   echo "run $r scrape-1s: $(perf_run)"
-  scrapes=$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query?query=prometheus_target_interval_length_seconds_count" | grep -o '"value":\[[^]]*\]' | head -1)
-  echo "   prometheus scrapes so far: $scrapes"
+  scrapes=$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=sum_over_time(up{job="ottermq"}[1m])' | grep -o '"value":\[[^]]*\]' || true)
+  echo "   successful scrapes in the last minute: $scrapes"
   kill "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true; PROM_PID=
 done
