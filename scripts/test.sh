@@ -17,6 +17,8 @@ install_deps() {
   section "dependencies"
   local need_apt=()
   command -v promtool >/dev/null || need_apt+=(prometheus)
+  command -v prometheus >/dev/null || need_apt+=(prometheus)
+  command -v docker-compose >/dev/null || need_apt+=(docker-compose)
   command -v chromium >/dev/null || need_apt+=(chromium)
   python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
   if [ ${#need_apt[@]} -gt 0 ]; then

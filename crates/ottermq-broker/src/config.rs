@@ -48,6 +48,10 @@ pub struct BrokerConfig {
     /// Tracing on: starts the broker's spans. None (the default) is tracing off, and the
     /// publish path then never looks at headers.
     pub tracer: Option<std::sync::Arc<ottermq_tracing::MessageTracer>>,
+    /// Most queues (and, separately, exchanges) given per-object series on the Prometheus
+    /// `/metrics` endpoint, so a broker with 10,000 queues cannot blow up a scrape;
+    /// `/metrics/per-object` has them all. 0 turns per-object series off on `/metrics`.
+    pub prometheus_per_object_limit: usize,
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +78,7 @@ impl Default for BrokerConfig {
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             memory_high_watermark_bytes: None,
             tracer: None,
+            prometheus_per_object_limit: 1000,
         }
     }
 }

@@ -21,8 +21,8 @@ pub mod queue;
 pub mod sampler;
 pub mod server;
 pub mod stats;
-pub mod tls;
 pub mod store;
+pub mod tls;
 mod trace;
 pub mod vhost;
 

@@ -79,6 +79,18 @@ pub fn message_totals(broker: &Broker) -> MessageTotals {
     t
 }
 
+/// Body sizes of every message published since start (closed channels included), bytes.
+pub fn body_size_totals(broker: &Broker) -> HistogramSnapshot {
+    let _retired = broker.stats.retired.lock();
+    let mut h = broker.stats.retired_histograms.lock().body_size.clone();
+    for c in broker.connections() {
+        for ch in c.channels.lock().values() {
+            h.merge(&ch.stats.body_size.snapshot());
+        }
+    }
+    h
+}
+
 impl Sampler {
     fn window(&mut self, key: ObjectKey, which: Hist, h: &Histogram) -> HistogramSnapshot {
         let tick = self.tick;

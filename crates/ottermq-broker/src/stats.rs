@@ -5,7 +5,7 @@
 //! no look-up, no allocation. Broker-wide totals are sums taken by the sampler over live objects
 //! plus what closed channels and deleted queues left behind (`Retired`).
 
-use ottermq_metrics::{Counter, Histogram};
+use ottermq_metrics::{Counter, Histogram, HistogramSnapshot};
 use parking_lot::Mutex;
 
 /// Per-channel message counters (RabbitMQ's channel `message_stats`).
@@ -32,6 +32,8 @@ pub struct ChannelStats {
     pub confirm_latency: Histogram,
     /// Publish (method frame received) to routed, µs.
     pub route_latency: Histogram,
+    /// Body sizes of published messages, bytes (its sum is the published byte count).
+    pub body_size: Histogram,
 }
 
 /// Per-queue counters.
@@ -54,6 +56,47 @@ pub struct ExchangeStats {
     pub publish_in: Counter,
     pub publish_out: Counter,
     pub unroutable: Counter,
+    /// Body bytes of messages published to this exchange.
+    pub publish_in_bytes: Counter,
+}
+
+/// Plain totals of exchange counters, for what deleted exchanges leave behind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeTotals {
+    pub publish_in: u64,
+    pub publish_out: u64,
+    pub unroutable: u64,
+    pub publish_in_bytes: u64,
+}
+
+impl ExchangeTotals {
+    pub fn add_exchange(&mut self, s: &ExchangeStats) {
+        self.publish_in += s.publish_in.get();
+        self.publish_out += s.publish_out.get();
+        self.unroutable += s.unroutable.get();
+        self.publish_in_bytes += s.publish_in_bytes.get();
+    }
+}
+
+/// Cumulative distributions of closed channels and deleted queues, so the broker-wide
+/// Prometheus histograms never go backwards when an object goes away.
+#[derive(Debug, Default, Clone)]
+pub struct RetiredHistograms {
+    pub ack_latency: HistogramSnapshot,
+    pub confirm_latency: HistogramSnapshot,
+    pub route_latency: HistogramSnapshot,
+    pub body_size: HistogramSnapshot,
+    pub time_in_queue: HistogramSnapshot,
+}
+
+impl RetiredHistograms {
+    /// Adds a channel's histograms (taken when it closes).
+    pub fn add_channel(&mut self, s: &ChannelStats) {
+        self.ack_latency.merge(&s.ack_latency.snapshot());
+        self.confirm_latency.merge(&s.confirm_latency.snapshot());
+        self.route_latency.merge(&s.route_latency.snapshot());
+        self.body_size.merge(&s.body_size.snapshot());
+    }
 }
 
 /// Plain totals of the channel counters, for sums and for what closed channels leave behind.
@@ -128,11 +171,29 @@ pub struct BrokerStats {
     pub consumers_removed: Counter,
     /// Message counts of channels that have closed, so totals never go backwards.
     pub retired: Mutex<MessageTotals>,
+    /// Histograms of closed channels and deleted queues. Lock order: `retired`, then this.
+    pub retired_histograms: Mutex<RetiredHistograms>,
+    /// Counters of deleted exchanges.
+    pub retired_exchanges: Mutex<ExchangeTotals>,
 }
 
 impl BrokerStats {
     /// Folds a closing channel's counters into the retired totals.
     pub fn retire_channel(&self, s: &ChannelStats) {
         self.retired.lock().add_channel(s);
+        self.retired_histograms.lock().add_channel(s);
+    }
+
+    /// Folds a deleted queue's time-in-queue distribution into the retired histograms.
+    pub fn retire_queue(&self, s: &QueueStats) {
+        self.retired_histograms
+            .lock()
+            .time_in_queue
+            .merge(&s.time_in_queue.snapshot());
+    }
+
+    /// Folds a deleted exchange's counters into the retired exchange totals.
+    pub fn retire_exchange(&self, s: &ExchangeStats) {
+        self.retired_exchanges.lock().add_exchange(s);
     }
 }

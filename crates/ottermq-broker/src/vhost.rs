@@ -195,6 +195,7 @@ impl VHost {
             }
             map.remove(name.as_bytes());
             self.stats.exchanges_deleted.inc();
+            self.stats.retire_exchange(&e.stats);
             e
         };
         e.mark_deleted();
@@ -313,6 +314,7 @@ impl VHost {
                     }
                     map.remove(q.name.as_bytes());
                     self.stats.queues_deleted.inc();
+                    self.stats.retire_queue(&q.stats);
                 }
             }
         }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod prometheus;
 pub mod state;
 pub mod ui;
 
@@ -73,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/live", get(health::live))
         .route("/ready", get(health::ready))
         .route("/health", get(health::health))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/metrics/per-object", get(prometheus::metrics_per_object))
         .nest("/api", api)
         .fallback(ui::serve)
         .with_state(state)

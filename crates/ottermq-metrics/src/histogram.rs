@@ -203,7 +203,8 @@ impl Histogram {
     /// Everything recorded since creation, without disturbing any reader. Meant for tests and
     /// one-off inspection: counts are exact until a bucket passes 2^32 records, and if a
     /// [`HistogramReader`] is also reading, the maximum is only known to bucket precision.
-    /// Production reads go through [`HistogramReader`].
+    /// The sampler reads through [`HistogramReader`]; the Prometheus endpoint uses this at
+    /// scrape time (cumulative counts are what Prometheus wants, and the maximum is unused).
     pub fn snapshot(&self) -> HistogramSnapshot {
         let mut snap = HistogramSnapshot::default();
         for (i, c) in self.counts.iter().enumerate() {

@@ -44,6 +44,9 @@ pub struct Cli {
     /// Start traces for messages that carry no traceparent [default: false]
     #[arg(long, env = "OTTERMQ_TRACING_START_UNTRACED")]
     pub tracing_start_untraced: Option<bool>,
+    /// Most queues (and exchanges) with per-object series on /metrics [default: 1000]
+    #[arg(long, env = "OTTERMQ_PROMETHEUS_PER_OBJECT_LIMIT")]
+    pub prometheus_per_object_limit: Option<usize>,
 }
 
 /// The configuration file's shape. Every field is optional.
@@ -96,6 +99,8 @@ pub struct FileConfig {
     pub tracing_endpoint: Option<String>,
     /// "grpc" (default) or "http/protobuf" (OTEL_EXPORTER_OTLP_PROTOCOL wins).
     pub tracing_protocol: Option<String>,
+    /// Most queues (and exchanges) with per-object series on `/metrics` (default 1000).
+    pub prometheus_per_object_limit: Option<usize>,
     #[serde(default)]
     pub vhosts: Vec<String>,
     #[serde(default)]
@@ -265,6 +270,12 @@ impl Settings {
             .resolve_env()
             .map_err(|e| anyhow::anyhow!("tracing settings: {e}"))?;
         let b = &mut s.broker;
+        if let Some(v) = cli
+            .prometheus_per_object_limit
+            .or(file.prometheus_per_object_limit)
+        {
+            b.prometheus_per_object_limit = v;
+        }
         if let Some(v) = file.loopback_users {
             b.loopback_users = v;
         }

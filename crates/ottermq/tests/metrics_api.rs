@@ -135,6 +135,11 @@ async fn counters_rates_series_and_errors() {
     assert_eq!(st, 200);
     let t = &o["totals"];
     assert_eq!(t["published"], n + 1);
+    // Bodies "0".."999" and "x": 10 + 90*2 + 900*3 + 1 bytes.
+    assert_eq!(t["published_bytes"], 2891);
+    assert_eq!(o["message_size_bytes"]["count"], n + 1);
+    assert_eq!(o["message_size_bytes"]["max"], 3);
+    assert_eq!(o["message_size_bytes"]["p50"], 3);
     assert_eq!(t["confirmed"], n + 1);
     assert_eq!(t["delivered"], n);
     assert_eq!(t["acked"], n);
@@ -203,6 +208,7 @@ async fn counters_rates_series_and_errors() {
     assert_eq!(e["totals"]["publish_in"], n + 1);
     assert_eq!(e["totals"]["publish_out"], n);
     assert_eq!(e["totals"]["unroutable"], 1);
+    assert_eq!(e["totals"]["publish_in_bytes"], 2891);
 
     // Errors: JSON with the right status.
     for (path, code) in [

@@ -170,6 +170,11 @@ impl Channel {
             // the retire lock, so the sampler sees this channel's counts exactly once.
             let mut retired = ctx.broker.stats.retired.lock();
             retired.add_channel(&self.shared.stats);
+            ctx.broker
+                .stats
+                .retired_histograms
+                .lock()
+                .add_channel(&self.shared.stats);
             ctx.conn.channels.lock().remove(&self.shared.id);
         }
         ctx.broker.stats.channels_closed.inc();

@@ -13,8 +13,8 @@ use ottermq_protocol::{
     encode_basic_return, encode_content, reply_code, BasicAck, BasicPublish, Method, RawProperties,
     ShortStr,
 };
-use std::collections::VecDeque;
 use ottermq_tracing::PublishSpan;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -190,7 +190,9 @@ impl Channel {
             )));
         }
         self.shared.stats.published.inc();
+        self.shared.stats.body_size.record(body.len() as u64);
         exchange.stats.publish_in.inc();
+        exchange.stats.publish_in_bytes.add(body.len() as u64);
         let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,

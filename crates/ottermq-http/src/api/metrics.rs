@@ -4,7 +4,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use ottermq_broker::sampler::{message_totals, now_ms};
+use ottermq_broker::sampler::{body_size_totals, message_totals, now_ms};
 use ottermq_metrics::{MetricId, ObjectKey, SeriesStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -86,6 +86,7 @@ fn max_duration(s: &AppState) -> Duration {
 
 pub async fn overview(State(s): State<AppState>) -> Json<Value> {
     let totals = message_totals(&s.broker);
+    let sizes = body_size_totals(&s.broker);
     let b = &s.broker.stats;
     let store = s.broker.metrics.read();
     let k = ObjectKey::Broker;
@@ -129,6 +130,11 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
             "get": totals.get, "get_empty": totals.get_empty, "acked": totals.acked, "nacked": totals.nacked,
             "rejected": totals.rejected, "requeued": totals.requeued, "redelivered": totals.redelivered,
             "returned": totals.returned, "unroutable": totals.unroutable, "confirmed": totals.confirmed,
+            "published_bytes": sizes.sum(),
+        },
+        "message_size_bytes": {
+            "count": sizes.count(), "sum": sizes.sum(), "mean": sizes.mean(), "max": sizes.max(),
+            "p50": sizes.percentile(0.5), "p95": sizes.percentile(0.95), "p99": sizes.percentile(0.99),
         },
         "lifecycle": {
             "connections_opened": b.connections_opened.get(), "connections_closed": b.connections_closed.get(),
@@ -264,7 +270,7 @@ pub async fn exchange(
         "vhost": vhost, "name": name, "type": e.kind.as_str(), "duration_seconds": d.as_secs(),
         "totals": {
             "publish_in": e.stats.publish_in.get(), "publish_out": e.stats.publish_out.get(),
-            "unroutable": e.stats.unroutable.get(),
+            "unroutable": e.stats.unroutable.get(), "publish_in_bytes": e.stats.publish_in_bytes.get(),
         },
         "series": object_series(&store, &key, d),
     })))

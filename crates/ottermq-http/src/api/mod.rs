@@ -1,8 +1,8 @@
 //! The management API's read endpoints, in RabbitMQ's JSON shape for the fields they share, so
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
-pub mod definitions;
 mod body;
+pub mod definitions;
 mod json;
 pub mod metrics;
 pub mod paging;

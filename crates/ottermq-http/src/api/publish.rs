@@ -78,6 +78,7 @@ pub async fn publish(
         trace: None,
     };
     exchange.stats.publish_in.inc();
+    exchange.stats.publish_in_bytes.add(msg.body.len() as u64);
     let mut targets = RouteTargets::default();
     v.route(&exchange, &msg, &mut targets);
     let routed = !targets.is_empty();
