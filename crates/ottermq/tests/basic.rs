@@ -385,32 +385,8 @@ async fn get_ack_nack_reject_and_requeue_order() {
         .expect("get")
         .is_none());
 
-    // Unknown and double acks: 406 PRECONDITION_FAILED.
-    within("ack unknown", ch.basic_ack(999, Default::default()))
-        .await
-        .expect("send");
-    let r = within("next", ch.basic_get(q.clone(), Default::default())).await;
-    assert_code(r, 406);
-    let ch = channel(&c).await;
-    publish_n(&ch, &q, 1).await;
-    let m = within("get", ch.basic_get(q.clone(), Default::default()))
-        .await
-        .expect("get")
-        .expect("message");
-    within(
-        "ack",
-        ch.basic_ack(m.delivery.delivery_tag, Default::default()),
-    )
-    .await
-    .expect("ack");
-    within(
-        "ack twice",
-        ch.basic_ack(m.delivery.delivery_tag, Default::default()),
-    )
-    .await
-    .expect("send");
-    let r = within("next", ch.basic_get(q.clone(), Default::default())).await;
-    assert_code(r, 406);
+    // Unknown and double acks (406) are in raw_frames.rs: with lapin the channel.close can
+    // arrive before the next call, which then fails as `InvalidChannelState` instead.
     b.stop().await;
 }
 

@@ -253,3 +253,90 @@ async fn channel_flow_is_answered() {
     assert_eq!(m, Method::ChannelFlowOk(ChannelFlowOk { active: true }));
     b.stop().await;
 }
+
+/// Waits for channel.close on `channel`, answers close-ok, and returns (code, class, method).
+async fn expect_channel_close(r: &mut Raw, channel: u16) -> (u16, u16, u16) {
+    loop {
+        match r.method().await {
+            Some((ch, Method::ChannelClose(c))) if ch == channel => {
+                r.send(channel, &Method::ChannelCloseOk).await;
+                return (c.reply_code, c.class_id, c.method_id);
+            }
+            Some(_) => continue,
+            None => panic!("socket closed before channel.close"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_double_acks_are_precondition_failed() {
+    let b = broker().await;
+    let mut r = Raw::handshake(b.addr, 0).await;
+    r.send(1, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
+    r.send(
+        1,
+        &Method::BasicAck(BasicAck {
+            delivery_tag: 999,
+            multiple: false,
+        }),
+    )
+    .await;
+    assert_eq!(expect_channel_close(&mut r, 1).await, (406, 60, 80));
+
+    // A message to get and ack twice, published by a client library.
+    let q = unique("double-ack");
+    let c = lapin_connect(&b.url).await;
+    let ch = within("channel", c.create_channel()).await.unwrap();
+    within(
+        "declare",
+        ch.queue_declare(q.as_str().into(), Default::default(), Default::default()),
+    )
+    .await
+    .unwrap();
+    within(
+        "publish",
+        ch.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            Default::default(),
+            b"once",
+            Default::default(),
+        ),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    r.send(2, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((2, Method::ChannelOpenOk))));
+    let tag = loop {
+        r.send(
+            2,
+            &Method::BasicGet(BasicGet {
+                queue: q.as_str().into(),
+                no_ack: false,
+            }),
+        )
+        .await;
+        match r.method().await {
+            Some((2, Method::BasicGetOk(ok))) => break ok.delivery_tag,
+            Some((2, Method::BasicGetEmpty)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            other => panic!("expected get-ok, got {other:?}"),
+        }
+    };
+    for _ in 0..2 {
+        r.send(
+            2,
+            &Method::BasicAck(BasicAck {
+                delivery_tag: tag,
+                multiple: false,
+            }),
+        )
+        .await;
+    }
+    assert_eq!(expect_channel_close(&mut r, 2).await, (406, 60, 80));
+    b.stop().await;
+}
