@@ -189,3 +189,123 @@ async fn failed_logins_are_rate_limited_per_address() {
     witness_round_trip(&witness, "auth-witness").await;
     server.shutdown().await;
 }
+
+/// A second, well-behaved client that must be served while another breaks a limit.
+async fn witness(addr: &str) -> lapin::Connection {
+    connect(&format!("amqp://guest:guest@{addr}/%2f"))
+        .await
+        .expect("witness")
+}
+
+#[tokio::test]
+async fn message_over_max_size_is_precondition_failed_on_its_channel() {
+    use ottermq_protocol::*;
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let (server, addr) = start(|s| s.broker.max_message_size = 1024).await;
+    let w = witness(&addr).await;
+    let mut r = Raw::handshake(server.amqp_addr, 0).await;
+    r.send(1, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
+    r.send(
+        1,
+        &Method::BasicPublish(BasicPublish {
+            exchange: "".into(),
+            routing_key: "anywhere".into(),
+            mandatory: false,
+            immediate: false,
+        }),
+    )
+    .await;
+    // The content header announces 2,048 bytes: refused before any body arrives.
+    let mut f = bytes::BytesMut::new();
+    encode_content(
+        &mut f,
+        1,
+        &RawProperties::empty(),
+        &bytes::Bytes::from(vec![0u8; 2048]),
+        131_072,
+    );
+    r.send_bytes(&f).await;
+    match within("channel.close", r.method()).await {
+        Some((1, Method::ChannelClose(c))) => assert_eq!(c.reply_code, 406, "{c:?}"),
+        other => panic!("expected channel.close 406, got {other:?}"),
+    }
+    witness_round_trip(&w, "size-witness").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_after_the_handshake_timeout() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let (server, addr) = start(|s| {
+        s.broker.handshake_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let w = witness(&addr).await;
+    let started = std::time::Instant::now();
+    // Says nothing at all; then one that stops after the protocol header.
+    let mut silent = Raw::connect(server.amqp_addr).await;
+    let mut half = Raw::connect(server.amqp_addr).await;
+    half.send_bytes(ottermq_protocol::PROTOCOL_HEADER).await;
+    assert!(silent.closed().await, "a silent client was not dropped");
+    assert!(
+        half.closed().await,
+        "a client stuck in the handshake was not dropped"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "dropped only after {:?}",
+        started.elapsed()
+    );
+    witness_round_trip(&w, "handshake-witness").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn field_tables_nested_too_deep_close_the_connection_with_501() {
+    use ottermq_protocol::*;
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let (server, addr) = start(|_| {}).await;
+    let w = witness(&addr).await;
+    let mut r = Raw::handshake(server.amqp_addr, 0).await;
+    r.send(1, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
+    // queue.declare whose arguments nest a table MAX_TABLE_DEPTH + 8 levels deep.
+    let mut t = FieldTable::new();
+    for _ in 0..(MAX_TABLE_DEPTH + 8) {
+        let mut outer = FieldTable::new();
+        outer.insert("x", FieldValue::Table(t));
+        t = outer;
+    }
+    r.send(
+        1,
+        &Method::QueueDeclare(QueueDeclare {
+            queue: "deep".into(),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: t,
+        }),
+    )
+    .await;
+    loop {
+        match within("connection.close", r.method()).await {
+            Some((0, Method::ConnectionClose(c))) => {
+                assert_eq!(c.reply_code, 501, "{c:?}");
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without connection.close"),
+        }
+    }
+    witness_round_trip(&w, "depth-witness").await;
+    server.shutdown().await;
+}
