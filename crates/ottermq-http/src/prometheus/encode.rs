@@ -137,9 +137,21 @@ impl Encoder {
         scale: f64,
     ) {
         let bucket = format!("{name}_bucket");
+        // Dividing by the exact power of ten (1e6 for µs) gives the shortest decimal bound:
+        // 100.0 * 1e-6 would print as 0.00009999999999999999 in the `le` label.
+        let divisor = if scale < 1.0 {
+            (1.0 / scale).round()
+        } else {
+            1.0
+        };
         for (le, count) in snap.prometheus_buckets(bounds) {
             self.out.push_str(&bucket);
-            self.labels(labels, Some(le * scale));
+            let le = if scale < 1.0 {
+                le / divisor
+            } else {
+                le * scale
+            };
+            self.labels(labels, Some(le));
             let _ = writeln!(self.out, " {count}");
         }
         self.out.push_str(name);
