@@ -258,32 +258,8 @@ async fn mandatory_return_immediate_and_missing_exchange() {
     assert_eq!(returned.reply_code, 312);
     assert_eq!(returned.reply_text.as_str(), "NO_ROUTE");
 
-    let ch2 = channel(&c).await;
-    within(
-        "publish",
-        ch2.basic_publish(
-            unique("nope").as_str().into(),
-            "".into(),
-            Default::default(),
-            b"x",
-            Default::default(),
-        ),
-    )
-    .await
-    .expect("publish is async");
-    let r = within(
-        "next op",
-        ch2.queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await;
-    assert_code(r, 404);
+    // Publishing to a missing exchange (404 on the channel) is in raw_frames.rs: with lapin
+    // the channel.close can arrive before the next call, which then fails as InvalidChannelState.
 
     // immediate=true: RabbitMQ closes the connection with 540 NOT_IMPLEMENTED.
     let c2 = lapin_connect(&b.url).await;

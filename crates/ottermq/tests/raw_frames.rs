@@ -340,3 +340,35 @@ async fn unknown_and_double_acks_are_precondition_failed() {
     assert_eq!(expect_channel_close(&mut r, 2).await, (406, 60, 80));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn publish_to_a_missing_exchange_is_not_found_on_its_channel() {
+    let b = broker().await;
+    let mut r = Raw::handshake(b.addr, 0).await;
+    r.send(1, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
+    r.send(
+        1,
+        &Method::BasicPublish(BasicPublish {
+            exchange: unique("nope").as_str().into(),
+            routing_key: "".into(),
+            mandatory: false,
+            immediate: false,
+        }),
+    )
+    .await;
+    let mut f = bytes::BytesMut::new();
+    encode_content(
+        &mut f,
+        1,
+        &RawProperties::empty(),
+        &bytes::Bytes::from_static(b"x"),
+        131_072,
+    );
+    r.send_bytes(&f).await;
+    assert_eq!(expect_channel_close(&mut r, 1).await, (404, 60, 40));
+    // The connection goes on: another channel works.
+    r.send(2, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((2, Method::ChannelOpenOk))));
+    b.stop().await;
+}

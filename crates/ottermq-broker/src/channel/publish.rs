@@ -110,7 +110,8 @@ impl Channel {
             self.pending = None;
             return Err(AmqpError::precondition_failed(format!(
                 "message size {body_size} is larger than configured max size {max}"
-            )));
+            ))
+            .on(60, 40));
         }
         p.header = Some((body_size, properties));
         if body_size == 0 {
@@ -182,12 +183,17 @@ impl Channel {
             Body::One(b) => b,
             Body::Many(b) => b.freeze(),
         };
-        let exchange = self.resolve_exchange(ctx, &p.exchange)?;
+        // Refusals name basic.publish (60, 40), as RabbitMQ's do, though they are found only
+        // once the content has arrived.
+        let exchange = self
+            .resolve_exchange(ctx, &p.exchange)
+            .map_err(|e| e.on(60, 40))?;
         if exchange.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange '{}' in vhost '{}'",
                 exchange.name, ctx.vhost.name
-            )));
+            ))
+            .on(60, 40));
         }
         self.shared.stats.published.inc();
         self.shared.stats.body_size.record(body.len() as u64);
