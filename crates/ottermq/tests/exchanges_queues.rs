@@ -281,21 +281,44 @@ async fn exchange_delete_if_unused_and_internal_publish() {
     )
     .await
     .expect("declare");
-    publish(&ch, &internal, "", b"x", Default::default()).await;
-    // The channel is closed with 403 by the broker; the next call reports it.
-    let r = within(
-        "after internal publish",
-        ch.queue_declare(
-            q.clone(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await;
-    assert_code(r, 403);
+    // Publishing to it closes the channel with 403 naming basic.publish. Checked over a raw
+    // socket: with lapin the channel.close can beat the next call, which then reports
+    // InvalidChannelState instead of the code.
+    {
+        use ottermq_protocol::{encode_content, BasicPublish, Method, RawProperties};
+        let mut r = Raw::handshake(b.addr, 0).await;
+        r.send(1, &Method::ChannelOpen).await;
+        assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
+        r.send(
+            1,
+            &Method::BasicPublish(BasicPublish {
+                exchange: internal.as_str().into(),
+                routing_key: "".into(),
+                mandatory: false,
+                immediate: false,
+            }),
+        )
+        .await;
+        let mut f = bytes::BytesMut::new();
+        encode_content(
+            &mut f,
+            1,
+            &RawProperties::empty(),
+            &bytes::Bytes::from_static(b"x"),
+            131_072,
+        );
+        r.send_bytes(&f).await;
+        match within("channel.close", r.method()).await {
+            Some((1, Method::ChannelClose(c))) => {
+                assert_eq!(
+                    (c.reply_code, c.class_id, c.method_id),
+                    (403, 60, 40),
+                    "{c:?}"
+                )
+            }
+            other => panic!("expected channel.close 403, got {other:?}"),
+        }
+    }
     b.stop().await;
 }
 
