@@ -208,26 +208,8 @@ async fn message_over_max_size_is_precondition_failed_on_its_channel() {
     let mut r = Raw::handshake(server.amqp_addr, 0).await;
     r.send(1, &Method::ChannelOpen).await;
     assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
-    r.send(
-        1,
-        &Method::BasicPublish(BasicPublish {
-            exchange: "".into(),
-            routing_key: "anywhere".into(),
-            mandatory: false,
-            immediate: false,
-        }),
-    )
-    .await;
-    // The content header announces 2,048 bytes: refused before any body arrives.
-    let mut f = bytes::BytesMut::new();
-    encode_content(
-        &mut f,
-        1,
-        &RawProperties::empty(),
-        &bytes::Bytes::from(vec![0u8; 2048]),
-        131_072,
-    );
-    r.send_bytes(&f).await;
+    // The content header announces 2,048 bytes: refused before any body is read.
+    r.publish(1, "", "anywhere", &[0u8; 2048]).await;
     match within("channel.close", r.method()).await {
         Some((1, Method::ChannelClose(c))) => assert_eq!(c.reply_code, 406, "{c:?}"),
         other => panic!("expected channel.close 406, got {other:?}"),

@@ -254,20 +254,6 @@ async fn channel_flow_is_answered() {
     b.stop().await;
 }
 
-/// Waits for channel.close on `channel`, answers close-ok, and returns (code, class, method).
-async fn expect_channel_close(r: &mut Raw, channel: u16) -> (u16, u16, u16) {
-    loop {
-        match r.method().await {
-            Some((ch, Method::ChannelClose(c))) if ch == channel => {
-                r.send(channel, &Method::ChannelCloseOk).await;
-                return (c.reply_code, c.class_id, c.method_id);
-            }
-            Some(_) => continue,
-            None => panic!("socket closed before channel.close"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn unknown_and_double_acks_are_precondition_failed() {
     let b = broker().await;
@@ -282,7 +268,7 @@ async fn unknown_and_double_acks_are_precondition_failed() {
         }),
     )
     .await;
-    assert_eq!(expect_channel_close(&mut r, 1).await, (406, 60, 80));
+    assert_eq!(r.expect_channel_close(1).await, (406, 60, 80));
 
     // A message to get and ack twice, published by a client library.
     let q = unique("double-ack");
@@ -337,7 +323,7 @@ async fn unknown_and_double_acks_are_precondition_failed() {
         )
         .await;
     }
-    assert_eq!(expect_channel_close(&mut r, 2).await, (406, 60, 80));
+    assert_eq!(r.expect_channel_close(2).await, (406, 60, 80));
     b.stop().await;
 }
 
@@ -347,26 +333,8 @@ async fn publish_to_a_missing_exchange_is_not_found_on_its_channel() {
     let mut r = Raw::handshake(b.addr, 0).await;
     r.send(1, &Method::ChannelOpen).await;
     assert!(matches!(r.method().await, Some((1, Method::ChannelOpenOk))));
-    r.send(
-        1,
-        &Method::BasicPublish(BasicPublish {
-            exchange: unique("nope").as_str().into(),
-            routing_key: "".into(),
-            mandatory: false,
-            immediate: false,
-        }),
-    )
-    .await;
-    let mut f = bytes::BytesMut::new();
-    encode_content(
-        &mut f,
-        1,
-        &RawProperties::empty(),
-        &bytes::Bytes::from_static(b"x"),
-        131_072,
-    );
-    r.send_bytes(&f).await;
-    assert_eq!(expect_channel_close(&mut r, 1).await, (404, 60, 40));
+    r.publish(1, &unique("nope"), "", b"x").await;
+    assert_eq!(r.expect_channel_close(1).await, (404, 60, 40));
     // The connection goes on: another channel works.
     r.send(2, &Method::ChannelOpen).await;
     assert!(matches!(r.method().await, Some((2, Method::ChannelOpenOk))));

@@ -180,6 +180,44 @@ impl Raw {
         }
     }
 
+    /// basic.publish with its content header and body (no properties) on `channel`.
+    pub async fn publish(&mut self, channel: u16, exchange: &str, routing_key: &str, body: &[u8]) {
+        use ottermq_protocol::*;
+        let mut f = BytesMut::new();
+        encode_method(
+            &mut f,
+            channel,
+            &Method::BasicPublish(BasicPublish {
+                exchange: exchange.into(),
+                routing_key: routing_key.into(),
+                mandatory: false,
+                immediate: false,
+            }),
+        );
+        encode_content(
+            &mut f,
+            channel,
+            &RawProperties::empty(),
+            &bytes::Bytes::copy_from_slice(body),
+            131_072,
+        );
+        self.send_bytes(&f).await;
+    }
+
+    /// Waits for channel.close on `channel`, answers close-ok, and returns (code, class, method).
+    pub async fn expect_channel_close(&mut self, channel: u16) -> (u16, u16, u16) {
+        loop {
+            match self.method().await {
+                Some((ch, Method::ChannelClose(c))) if ch == channel => {
+                    self.send(channel, &Method::ChannelCloseOk).await;
+                    return (c.reply_code, c.class_id, c.method_id);
+                }
+                Some(_) => continue,
+                None => panic!("socket closed before channel.close"),
+            }
+        }
+    }
+
     /// Full handshake as guest on vhost `/` with PLAIN and the given heartbeat.
     pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
         use ottermq_protocol::*;
