@@ -36,6 +36,9 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// The client said it understands connection.blocked / connection.unblocked.
     pub blocked_notify: bool,
+    /// A queue this connection published to holds its publishers (flow control): the
+    /// connection waits for it before reading more.
+    pub flow_wait: Option<Arc<Queue>>,
 }
 
 /// Where a channel is in its life.

@@ -7,6 +7,7 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::queue::Queue;
 use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{
@@ -277,6 +278,7 @@ impl Channel {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
                     let ticket = q.publish(msg, now);
+                    note_flow(ctx, q);
                     (now, ticket, 1)
                 }
                 None => {
@@ -296,9 +298,11 @@ impl Channel {
             for (i, q) in targets.drain().enumerate() {
                 if i + 1 == n {
                     ticket = ticket.max(q.publish(msg, now));
+                    note_flow(ctx, q);
                     break;
                 }
                 ticket = ticket.max(q.publish(msg.clone(), now));
+                note_flow(ctx, q);
             }
         }
         ctx.route = targets;
@@ -435,5 +439,13 @@ impl Channel {
         }
         self.send(&Method::TxRollbackOk);
         Ok(())
+    }
+}
+
+/// Remembers a queue that holds this connection's publishers (flow control); the connection
+/// waits for it before reading more. An `Arc` clone only while flow is engaged.
+fn note_flow(ctx: &mut ConnCtx, q: Arc<Queue>) {
+    if ctx.flow_wait.is_none() && q.flow.holds(ctx.conn.id) {
+        ctx.flow_wait = Some(q);
     }
 }

@@ -219,6 +219,7 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         exclusive_queues: Vec::new(),
         cancel_notify,
         blocked_notify,
+        flow_wait: None,
     })
 }
 

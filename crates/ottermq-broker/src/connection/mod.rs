@@ -307,6 +307,11 @@ impl Connection {
                     timer.as_mut().reset(tokio::time::Instant::now() + silence);
                 }
             }
+            if let Some(q) = self.ctx.flow_wait.take() {
+                // Publisher flow control (queue/flow.rs): bounded, so heartbeats, the kill
+                // signal and the alarm are looked at again within FLOW_MAX_WAIT.
+                q.flow.wait().await;
+            }
             let blocked = self.blocked;
             // A client that does not read what it is sent is not read from either (TCP flow
             // control holds it); the heartbeat timer still runs, so one that never resumes is

@@ -7,6 +7,7 @@
 //! buffer. Nothing is awaited while a lock is held.
 
 pub mod consumer;
+pub mod flow;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::{Message, QueuedMessage};
@@ -40,6 +41,8 @@ pub struct Queue {
     pub stats: crate::stats::QueueStats,
     /// The vhost's message log, for a durable queue of a broker with a data directory.
     log: Option<Arc<MessageLog>>,
+    /// Publisher flow control: holds publishers while consumers catch up.
+    pub flow: flow::QueueFlow,
 }
 
 #[derive(Debug, Default)]
@@ -53,6 +56,10 @@ struct QueueState {
     cursor: usize,
     /// An auto-delete queue goes when its last consumer goes, but only once it had one.
     had_consumer: bool,
+    /// A consumer took a message since flow last engaged (flow control, see [`flow`]).
+    delivered_since_flow: bool,
+    /// Connection of the consumer that last took a message.
+    last_consumer_conn: u64,
 }
 
 /// Counts reported by queue.declare-ok and the management API.
@@ -82,6 +89,7 @@ impl Queue {
             deleted: AtomicBool::new(false),
             stats: Default::default(),
             log: None,
+            flow: Default::default(),
         }
     }
 
@@ -177,6 +185,10 @@ impl Queue {
         } else {
             st.push_ready(qm);
             st.drain(self);
+            if st.ready.len() > flow::FLOW_HIGH && st.delivered_since_flow {
+                st.delivered_since_flow = false;
+                self.flow.engage(st.last_consumer_conn);
+            }
         }
         ticket
     }
@@ -222,6 +234,7 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
         let qm = st.pop_ready()?;
+        st.relieve_flow(self);
         if !no_ack {
             st.unacked += 1;
         }
@@ -283,6 +296,7 @@ impl Queue {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
+        self.flow.release();
         n
     }
 
@@ -296,6 +310,7 @@ impl Queue {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
+        self.flow.release();
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.cancel();
@@ -349,6 +364,14 @@ impl QueueState {
                 break;
             }
         }
+        self.relieve_flow(queue);
+    }
+
+    /// Releases held publishers once the ready list is short again.
+    fn relieve_flow(&self, queue: &Queue) {
+        if self.ready.len() <= flow::FLOW_LOW && queue.flow.is_engaged() {
+            queue.flow.release();
+        }
     }
 
     /// Hands one message to the next consumer with credit among the highest-priority ones.
@@ -392,6 +415,8 @@ impl QueueState {
         if !consumer.no_ack {
             self.unacked += 1;
         }
+        self.delivered_since_flow = true;
+        self.last_consumer_conn = consumer.channel.conn_id;
         self.cursor = (idx + 1) % n;
         Ok(())
     }
