@@ -260,6 +260,9 @@ impl Model {
 pub struct UserStore {
     model: RwLock<Model>,
     log: Option<UsersLog>,
+    /// Orders changes: held while one is recorded and applied, so the log's order is the
+    /// model's, without holding the model's lock (which every check reads) during the fsync.
+    writer: parking_lot::Mutex<()>,
 }
 
 impl UserStore {
@@ -272,6 +275,7 @@ impl UserStore {
         UserStore {
             model: RwLock::new(model),
             log: None,
+            writer: Default::default(),
         }
     }
 
@@ -304,16 +308,17 @@ impl UserStore {
         Ok(UserStore {
             model: RwLock::new(model),
             log: Some(log),
+            writer: Default::default(),
         })
     }
 
     /// Applies a change and, when stored, records it (synced before returning).
     pub fn change(&self, c: UserChange) {
-        let mut m = self.model.write();
+        let _order = self.writer.lock();
         if let Some(log) = &self.log {
             log.record(&c);
         }
-        m.apply(c);
+        self.model.write().apply(c);
     }
 
     pub fn user(&self, name: &str) -> Option<User> {
