@@ -298,6 +298,18 @@ async fn users_vhosts_and_permissions() {
         expect_error(&r, 401);
         assert_eq!(r.body["error"], "not_authorised");
     }
+    // A user without any management tag may not use the API at all (RabbitMQ's 401).
+    expect(
+        &api.put("/api/users/notag", json!({"password": "pw", "tags": ""}))
+            .await,
+        201,
+    );
+    let notag = Api::new(&server, "notag", "pw");
+    let r = notag.get("/api/overview").await;
+    expect_error(&r, 401);
+    assert_eq!(r.body["reason"], "Not management user");
+    // monitoring/management users read, but do not write.
+    expect(&alice.get("/api/overview").await, 200);
     let wrong = Api::new(&server, "alice", "wrong");
     expect_error(&wrong.get("/api/users").await, 401);
 
