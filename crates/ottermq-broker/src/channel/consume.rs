@@ -62,7 +62,13 @@ impl Channel {
     }
 
     pub(super) fn basic_consume(&mut self, ctx: &mut ConnCtx, m: BasicConsume) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let name = self.resolve_queue_name(m.queue)?;
+        ctx.authorize(
+            crate::permissions::Access::Read,
+            crate::permissions::Resource::Queue,
+            name.as_bytes(),
+        )?;
+        let q = self.lookup_queue(ctx, name)?;
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
         } else {
@@ -150,7 +156,13 @@ impl Channel {
     }
 
     pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let name = self.resolve_queue_name(m.queue)?;
+        ctx.authorize(
+            crate::permissions::Access::Read,
+            crate::permissions::Resource::Queue,
+            name.as_bytes(),
+        )?;
+        let q = self.lookup_queue(ctx, name)?;
         match q.get(m.no_ack) {
             Some((qm, remaining)) => self.shared.deliver_get(&q, qm, remaining, m.no_ack),
             None => {

@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub struct ConnCtx {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
+    /// The authenticated user, whose permissions in `vhost` every operation is checked against.
+    pub user: Arc<str>,
     pub conn: Arc<ConnectionHandle>,
     /// Reused routing buffer (no allocation per publish).
     pub route: RouteTargets,
@@ -61,6 +63,9 @@ pub struct Channel {
     last_queue: Option<ShortStr>,
     /// Last exchange published to, so steady publishing skips the vhost's name map.
     exchange_cache: Option<Arc<crate::exchange::Exchange>>,
+    /// Exchanges this channel was allowed to publish to (RabbitMQ caches its checks per
+    /// channel too), so a publish costs no regex match.
+    publish_permitted: crate::permissions::PermitCache,
     /// Last queue the default exchange routed to, for the same reason.
     queue_cache: Option<Arc<Queue>>,
     /// Resources already given back (close, error, connection end): done once.
@@ -78,6 +83,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             exchange_cache: None,
+            publish_permitted: Default::default(),
             queue_cache: None,
             released: false,
         }

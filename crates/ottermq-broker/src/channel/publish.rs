@@ -169,6 +169,8 @@ impl Channel {
                 return Ok(e.clone());
             }
         }
+        // Checked before the lookup, as RabbitMQ does (no permission: 403 even if missing).
+        self.publish_permitted.check_write(ctx, name)?;
         let e = ctx.vhost.get_exchange(name)?;
         self.exchange_cache = Some(e.clone());
         Ok(e)
