@@ -218,6 +218,9 @@ async fn main() -> anyhow::Result<()> {
             stop.clone(),
         )));
     }
+    // Producers start together once every connection is open, so the counts cover the same
+    // interval as the rates (opening 1,000 connections takes a while).
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     let mut producers = Vec::new();
     for i in 0..o.producers {
         let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
@@ -225,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             conn,
             o.clone(),
             names[i % names.len()].clone(),
+            go_rx.clone(),
             epoch,
             stats.clone(),
             stop.clone(),
@@ -237,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
     let self_start = procstat::sample("self");
     let mut broker_rss_max = broker_start.map_or(0, |s| s.rss_kib);
     let start = Instant::now();
+    let _ = go_tx.send(true);
     let (mut last_sent, mut last_recv) = (0, 0);
     for sec in 1..=o.duration {
         tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
@@ -350,6 +355,7 @@ async fn produce(
     mut c: Conn,
     o: Opts,
     routing_key: String,
+    mut go: tokio::sync::watch::Receiver<bool>,
     epoch: Instant,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -418,6 +424,9 @@ async fn produce(
         mandatory: false,
         immediate: false,
     });
+    if go.wait_for(|go| *go).await.is_err() {
+        return Ok(());
+    }
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut n = o.batch as u64;
