@@ -111,8 +111,8 @@ async fn many_rate_limited_connections_report_broker_cpu_and_memory() {
     ])
     .await;
     let (sent, received) = (n(&r, &["sent"]), n(&r, &["received"]));
-    // 20 producers at 10 msg/s for 2 s: about 400; the first messages go out at once.
-    assert!(sent >= 200 && sent <= 20 * 10 * 3 + 20 * 64, "{r}");
+    // 20 producers at 10 msg/s for 2 s, started together: about 400.
+    assert!((200..=20 * 10 * 3).contains(&sent), "{r}");
     assert!(received > 0 && received <= sent, "{r}");
     assert!(n(&r, &["broker", "rss_kib_max"]) > 0, "{r}");
     assert!(
