@@ -153,7 +153,7 @@ impl Channel {
             Method::BasicRecover(m) => self.recover(m.requeue, true),
             Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
             Method::ConfirmSelect(m) => self.confirm_select(ctx, m.nowait),
-            Method::TxSelect => self.tx_select(),
+            Method::TxSelect => self.tx_select(ctx),
             Method::TxCommit => self.tx_commit(ctx),
             Method::TxRollback => self.tx_rollback(),
             other => Err(AmqpError::command_invalid(format!(

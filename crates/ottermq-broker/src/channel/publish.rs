@@ -70,6 +70,11 @@ pub(super) struct Confirms {
 pub(super) struct Tx {
     publishes: Vec<(Arc<Exchange>, Message, bool)>,
     pub settles: Vec<DeferredSettle>,
+    /// The vhost's message log: a commit that put persistent messages into durable queues is
+    /// answered once they are on disk, as RabbitMQ does.
+    log: Option<Arc<MessageLog>>,
+    /// Message log tickets of commits whose commit-ok waits for the log's fsync, in order.
+    commits: VecDeque<u64>,
 }
 
 impl Channel {
@@ -338,6 +343,7 @@ impl Channel {
     /// Sends one basic.ack covering every publish confirmed since the last flush. Called once
     /// per batch of frames read, so a pipelining publisher gets `multiple` acks.
     pub fn flush_confirms(&mut self) {
+        self.flush_commits();
         let Some(c) = &mut self.confirms else { return };
         if !c.waiting.is_empty() {
             let durable = c.log.as_ref().map_or(u64::MAX, |l| l.durable());
@@ -376,11 +382,28 @@ impl Channel {
         }
     }
 
-    /// Whether some confirm waits for the message log to reach the disk.
+    /// Sends the tx.commit-ok of every commit whose messages are now on disk.
+    fn flush_commits(&mut self) {
+        let Some(tx) = &mut self.tx else { return };
+        let mut ready = 0;
+        if !tx.commits.is_empty() {
+            let durable = tx.log.as_ref().map_or(u64::MAX, |l| l.durable());
+            while tx.commits.front().is_some_and(|&t| t <= durable) {
+                tx.commits.pop_front();
+                ready += 1;
+            }
+        }
+        for _ in 0..ready {
+            self.send(&Method::TxCommitOk);
+        }
+    }
+
+    /// Whether some confirm or commit-ok waits for the message log to reach the disk.
     pub fn awaiting_durable(&self) -> bool {
         self.confirms
             .as_ref()
             .is_some_and(|c| !c.waiting.is_empty())
+            || self.tx.as_ref().is_some_and(|t| !t.commits.is_empty())
     }
 
     pub(super) fn confirm_select(&mut self, ctx: &ConnCtx, nowait: bool) -> AmqpResult<()> {
@@ -399,13 +422,16 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn tx_select(&mut self) -> AmqpResult<()> {
+    pub(super) fn tx_select(&mut self, ctx: &ConnCtx) -> AmqpResult<()> {
         if self.confirms.is_some() {
             return Err(AmqpError::precondition_failed(
                 "cannot switch from confirm to tx mode",
             ));
         }
-        self.tx.get_or_insert_with(Tx::default);
+        self.tx.get_or_insert_with(|| Tx {
+            log: ctx.vhost.store.as_ref().map(|s| s.log.clone()),
+            ..Tx::default()
+        });
         self.send(&Method::TxSelectOk);
         Ok(())
     }
@@ -418,13 +444,24 @@ impl Channel {
         };
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
+        let mut ticket = 0;
         for (exchange, msg, mandatory) in publishes {
-            self.route_message(ctx, &exchange, msg, mandatory);
+            ticket = ticket.max(self.route_message(ctx, &exchange, msg, mandatory).1);
         }
         for s in settles {
             apply_settle(s.entries, s.how);
         }
-        self.send(&Method::TxCommitOk);
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        let durable = tx.log.as_ref().map_or(u64::MAX, |l| l.durable());
+        if tx.commits.is_empty() && ticket <= durable {
+            self.send(&Method::TxCommitOk);
+        } else {
+            // Answered by flush_commits once the log's fsync covers the ticket; the connection
+            // sees awaiting_durable and wakes on the log's durable position.
+            tx.commits.push_back(ticket);
+        }
         Ok(())
     }
 

@@ -549,7 +549,13 @@ impl Connection {
             }
             Method::ChannelCloseOk => Ok(()),
             other => match ch.handle_method(&mut self.ctx, other) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    // A tx.commit whose commit-ok waits for the message log's fsync.
+                    if ch.awaiting_durable() && !self.durable_channels.contains(&id) {
+                        self.durable_channels.push(id);
+                    }
+                    Ok(())
+                }
                 Err(e) if e.is_connection_error() => Err(e),
                 Err(e) => {
                     close_channel_with(ch, &mut self.ctx, e);
