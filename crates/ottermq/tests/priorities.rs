@@ -204,7 +204,8 @@ async fn zero_and_wide_integer_maximums_are_accepted() {
         exclusive: true,
         ..Default::default()
     };
-    // 0 still makes priorities 0 and 1 (RabbitMQ's max(1, n)).
+    // 0 leaves one level (RabbitMQ 3.10: lists:seq(0, 0)): priorities are all clamped to 0,
+    // so the order is plain FIFO.
     let q0 = unique("pq0");
     declare(
         &ch,
@@ -215,7 +216,7 @@ async fn zero_and_wide_integer_maximums_are_accepted() {
     .await;
     publish(&ch, &q0, "low", None, false).await;
     publish(&ch, &q0, "high", Some(7), false).await;
-    assert_eq!(drain_get(&ch, &q0).await, ["high", "low"]);
+    assert_eq!(drain_get(&ch, &q0).await, ["low", "high"]);
     // 255 (the most RabbitMQ supports), as a 32-bit integer.
     let q255 = unique("pq255");
     declare(

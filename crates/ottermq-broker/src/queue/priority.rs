@@ -15,8 +15,9 @@ use std::collections::VecDeque;
 pub const MAX_SUPPORTED_PRIORITY: i64 = 255;
 
 /// Reads and checks `x-max-priority` as RabbitMQ does at queue.declare: any integer type,
-/// 0..=255, else PRECONDITION_FAILED. `Ok(None)` when absent. A declared 0 makes levels 0
-/// and 1, as RabbitMQ's `max(1, min(Requested, 255))` does.
+/// 0..=255, else PRECONDITION_FAILED. `Ok(None)` when absent. A declared 0 leaves the single
+/// level 0 (every message clamped to it: plain FIFO), as RabbitMQ 3.10's
+/// `lists:seq(0, min(Requested, 255))` does (later versions raise 0 to 1).
 pub fn max_priority(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<Option<u8>> {
     let Some(v) = args.get("x-max-priority") else {
         return Ok(None);
@@ -35,7 +36,7 @@ pub fn max_priority(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<O
     if n > MAX_SUPPORTED_PRIORITY {
         return Err(invalid(format!("{{max_value_exceeded,{n}}}")));
     }
-    Ok(Some(n.max(1) as u8))
+    Ok(Some(n as u8))
 }
 
 /// Priority levels of a priority queue, highest served first, FIFO within one level.
@@ -100,7 +101,8 @@ impl ReadyList {
     /// A ready list for a queue with `x-max-priority` = `max` (None: an ordinary queue).
     pub fn new(max: Option<u8>) -> Self {
         match max {
-            None => ReadyList::default(),
+            // One level is a FIFO: the plain list does the same work for less.
+            None | Some(0) => ReadyList::default(),
             Some(m) => ReadyList::Priority(Box::new(Levels::new(m))),
         }
     }
@@ -275,7 +277,7 @@ mod tests {
         t.insert("x-max-priority", FieldValue::I32(10));
         assert_eq!(max_priority(&t, "q", "/").ok(), Some(Some(10)));
         t.insert("x-max-priority", FieldValue::I32(0));
-        assert_eq!(max_priority(&t, "q", "/").ok(), Some(Some(1)));
+        assert_eq!(max_priority(&t, "q", "/").ok(), Some(Some(0)));
         for bad in [
             FieldValue::I32(256),
             FieldValue::I32(-1),
