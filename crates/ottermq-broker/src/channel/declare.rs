@@ -171,6 +171,24 @@ impl Channel {
     }
 
     pub(super) fn queue_declare(&mut self, ctx: &mut ConnCtx, m: QueueDeclare) -> AmqpResult<()> {
+        if m.queue
+            .as_bytes()
+            .starts_with(super::reply_to::PSEUDO_QUEUE)
+        {
+            // RabbitMQ answers every declare of these as passive: it exists with its one
+            // consumer, or it is not found.
+            if !ctx.vhost.reply_to.exists(m.queue.as_bytes()) {
+                return Err(ctx.vhost.not_found_queue(&m.queue));
+            }
+            if !m.nowait {
+                self.send(&Method::QueueDeclareOk(QueueDeclareOk {
+                    queue: m.queue,
+                    message_count: 0,
+                    consumer_count: 1,
+                }));
+            }
+            return Ok(());
+        }
         let q = if m.passive {
             let name = self.resolve_queue_name(m.queue)?;
             let q = ctx.vhost.get_queue(&name)?;

@@ -8,6 +8,7 @@
 mod consume;
 mod declare;
 mod publish;
+pub mod reply_to;
 pub mod shared;
 
 pub(crate) use declare::delete_queue;
@@ -70,6 +71,8 @@ pub struct Channel {
     queue_cache: Option<Arc<Queue>>,
     /// Resources already given back (close, error, connection end): done once.
     released: bool,
+    /// The direct reply-to consumer of this channel, if it has one.
+    reply: Option<reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -86,6 +89,7 @@ impl Channel {
             publish_permitted: Default::default(),
             queue_cache: None,
             released: false,
+            reply: None,
         }
     }
 
@@ -174,6 +178,7 @@ impl Channel {
         self.pending = None;
         self.tx = None;
         let unacked = self.shared.take_all(true);
+        self.reply_cancel(&ctx.vhost.reply_to, None);
         {
             // Counted into the retired totals and dropped from the registry in one step under
             // the retire lock, so the sampler sees this channel's counts exactly once.

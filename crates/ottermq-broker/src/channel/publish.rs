@@ -203,10 +203,6 @@ impl Channel {
             ))
             .on(60, 40));
         }
-        self.shared.stats.published.inc();
-        self.shared.stats.body_size.record(body.len() as u64);
-        exchange.stats.publish_in.inc();
-        exchange.stats.publish_in_bytes.add(body.len() as u64);
         let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -216,6 +212,12 @@ impl Channel {
             received_at: p.started,
             trace: None,
         };
+        self.rewrite_reply_to(&mut msg).map_err(|e| e.on(60, 40))?;
+        let body = &msg.body;
+        self.shared.stats.published.inc();
+        self.shared.stats.body_size.record(body.len() as u64);
+        exchange.stats.publish_in.inc();
+        exchange.stats.publish_in_bytes.add(body.len() as u64);
         // Tracing off: this one check, no header parsing.
         let mut span = None;
         if let Some(tracer) = &ctx.broker.config.tracer {
@@ -287,6 +289,17 @@ impl Channel {
                     let ticket = q.publish(msg, now);
                     note_flow(ctx, q);
                     (now, ticket, 1)
+                }
+                None if msg
+                    .routing_key
+                    .as_bytes()
+                    .starts_with(super::reply_to::PREFIX) =>
+                {
+                    // A direct reply-to reply: counts as routed, as in RabbitMQ, even when its
+                    // requester has gone (then it is dropped).
+                    exchange.stats.publish_out.inc();
+                    ctx.vhost.reply_to.deliver(&msg);
+                    (now, 0, 1)
                 }
                 None => {
                     self.unroutable(exchange, &msg, mandatory);

@@ -7,7 +7,9 @@
 //! buffer. Nothing is awaited while a lock is held.
 
 pub mod consumer;
+pub mod dispatch;
 pub mod flow;
+pub mod priority;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::{Message, QueuedMessage};
@@ -15,7 +17,7 @@ use crate::store::MessageLog;
 use consumer::Consumer;
 use ottermq_protocol::{FieldTable, ShortStr};
 use parking_lot::Mutex;
-use std::collections::VecDeque;
+use priority::ReadyList;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,7 +49,7 @@ pub struct Queue {
 
 #[derive(Debug, Default)]
 struct QueueState {
-    ready: VecDeque<QueuedMessage>,
+    ready: ReadyList,
     ready_bytes: u64,
     next_seq: u64,
     unacked: u64,
@@ -56,6 +58,8 @@ struct QueueState {
     cursor: usize,
     /// An auto-delete queue goes when its last consumer goes, but only once it had one.
     had_consumer: bool,
+    /// `x-single-active-consumer`: only the first registered consumer receives.
+    single_active: bool,
     /// A consumer took a message since flow last engaged (flow control, see [`flow`]).
     delivered_since_flow: bool,
     /// Connection of the consumer that last took a message.
@@ -79,13 +83,23 @@ pub enum CancelOutcome {
 }
 
 impl Queue {
+    /// A queue with the behaviour its arguments ask for (`x-max-priority`,
+    /// `x-single-active-consumer`); the arguments were checked by `dispatch::check_args`.
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
+        let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)
+            .ok()
+            .flatten();
+        let state = QueueState {
+            ready: ReadyList::new(max),
+            single_active: dispatch::single_active(&options.arguments),
+            ..Default::default()
+        };
         Queue {
             name,
             vhost,
             options,
             owner,
-            state: Mutex::new(QueueState::default()),
+            state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             stats: Default::default(),
             log: None,
@@ -211,9 +225,8 @@ impl Queue {
                 continue;
             }
             qm.redelivered = true;
-            let pos = st.ready.partition_point(|m| m.seq < qm.seq);
             st.ready_bytes += qm.message.body.len() as u64;
-            st.ready.insert(pos, qm);
+            st.ready.insert_requeued(qm);
         }
         st.drain(self);
     }
@@ -262,13 +275,16 @@ impl Queue {
                 self.name, self.vhost
             )));
         }
-        // Higher priority first; equal priorities keep arrival order for round-robin.
-        let pos = st
-            .consumers
-            .partition_point(|c| c.priority >= consumer.priority);
+        let pos = dispatch::insert_position(&st.consumers, &consumer, st.single_active);
         st.consumers.insert(pos, consumer);
         st.had_consumer = true;
         Ok(())
+    }
+
+    /// Whether only the first registered consumer receives (`x-single-active-consumer`); when
+    /// it goes the next one takes over, so its removal must be followed by `drive`.
+    pub fn is_single_active(&self) -> bool {
+        self.state.lock().single_active
     }
 
     pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> CancelOutcome {
@@ -292,7 +308,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        for qm in st.ready.drain(..) {
+        for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
@@ -306,7 +322,7 @@ impl Queue {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.len() as u32;
-        for qm in st.ready.drain(..) {
+        for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
@@ -340,7 +356,7 @@ impl Queue {
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
         let st = self.state.lock();
-        st.ready.front().map(|m| m.enqueued_at.elapsed())
+        st.ready.oldest_enqueued().map(|t| t.elapsed())
     }
 }
 
@@ -379,26 +395,9 @@ impl QueueState {
     #[allow(clippy::result_large_err)]
     fn deliver_one(&mut self, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
         let n = self.consumers.len();
-        if n == 0 {
+        let Some(idx) = dispatch::pick(&self.consumers, self.cursor, self.single_active) else {
             return Err(qm);
-        }
-        let mut best: Option<usize> = None;
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            let c = &self.consumers[idx];
-            if let Some(b) = best {
-                if self.consumers[b].priority >= c.priority {
-                    continue;
-                }
-            }
-            if c.has_credit() {
-                best = Some(idx);
-                if c.priority == self.consumers[0].priority {
-                    break; // nobody outranks the top priority
-                }
-            }
-        }
-        let Some(idx) = best else { return Err(qm) };
+        };
         let consumer = &self.consumers[idx];
         let (redelivered, waited) = (qm.redelivered, qm.enqueued_at.elapsed());
         let persist_id = qm.persist_id;
