@@ -2,10 +2,9 @@
 runs in its own vhost as its own user, both created through the management API, and a task
 sent to it comes back with its result.
 
-The result backend is Celery's file system backend (`file://`), not `rpc://`: rpc:// needs
-direct reply-to (`amq.rabbitmq.reply-to`), which is being built on another branch. The task
-and its dispatch go through OtterMQ (queue `celery`, exchange `celery`, the worker's
-pidbox fanout); only the result returns through a shared directory.
+The result backend is `rpc://`: results come back as AMQP messages to a reply queue the
+client declares (auto-delete, named after its id), with the task's `reply_to` and
+`correlation_id`, so the task, its dispatch and its result all go through OtterMQ.
 """
 
 import base64
@@ -56,7 +55,7 @@ TASKS = textwrap.dedent(
     app = Celery(
         "otter",
         broker=os.environ["CELERY_BROKER"],
-        backend="file://" + os.environ["CELERY_RESULTS"],
+        backend="rpc://",
     )
     app.conf.broker_connection_retry_on_startup = False
     app.conf.task_acks_late = True
@@ -87,15 +86,12 @@ def test_celery_worker_runs_a_task_and_returns_its_result():
         or "refused" in str(refused.value), refused.value
 
     work = tempfile.mkdtemp(prefix="ottermq-celery-")
-    results = os.path.join(work, "results")
-    os.mkdir(results)
     with open(os.path.join(work, "otter_tasks.py"), "w") as f:
         f.write(TASKS)
     env = dict(
         os.environ,
         PYTHONPATH=work,
         CELERY_BROKER=f"pyamqp://{user}:{password}@127.0.0.1:{AMQP_PORT}/{vhost}",
-        CELERY_RESULTS=results,
     )
     log = open(os.path.join(work, "worker.log"), "w+")
     worker = subprocess.Popen(
@@ -105,7 +101,7 @@ def test_celery_worker_runs_a_task_and_returns_its_result():
     )
     try:
         sys.path.insert(0, work)
-        os.environ.update(CELERY_BROKER=env["CELERY_BROKER"], CELERY_RESULTS=results)
+        os.environ.update(CELERY_BROKER=env["CELERY_BROKER"])
         import otter_tasks
 
         r = otter_tasks.add.delay(2, 3)
