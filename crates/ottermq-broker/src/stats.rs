@@ -46,6 +46,14 @@ pub struct QueueStats {
     pub requeued: Counter,
     /// Settled without requeue by nack or reject (dropped or dead-lettered).
     pub rejected: Counter,
+    /// Messages whose TTL ran out (dropped or dead-lettered).
+    pub expired: Counter,
+    /// Messages republished through the dead-letter exchange, by reason.
+    pub dead_lettered_rejected: Counter,
+    pub dead_lettered_expired: Counter,
+    pub dead_lettered_maxlen: Counter,
+    /// Messages lost to a length limit: dropped from the head or refused at publish.
+    pub overflow_dropped: Counter,
     /// Enqueue-to-deliver time, µs.
     pub time_in_queue: Histogram,
 }

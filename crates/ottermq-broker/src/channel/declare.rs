@@ -171,6 +171,7 @@ impl Channel {
             } else {
                 m.queue
             };
+            crate::queue::limits::QueueLimits::parse(&m.arguments, &name, &ctx.vhost.name)?;
             let options = QueueOptions {
                 durable: m.durable,
                 exclusive: m.exclusive,
@@ -183,6 +184,8 @@ impl Channel {
             }
             q
         };
+        // A redeclare (passive too) counts as use for `x-expires`.
+        q.touch();
         self.last_queue = Some(q.name.clone());
         if !m.nowait {
             let counts = q.counts();
