@@ -842,3 +842,149 @@ async fn restart_does_not_resurrect_expired_dropped_or_dead_lettered_messages() 
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn http_json(base: &str, path: &str) -> serde_json::Value {
+    let r = within(
+        path,
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .basic_auth("guest", Some("guest"))
+            .send(),
+    )
+    .await
+    .expect("request");
+    assert_eq!(r.status().as_u16(), 200, "{path}");
+    r.json().await.expect("json")
+}
+
+async fn http_text(base: &str, path: &str) -> String {
+    let r = within(
+        path,
+        reqwest::Client::new().get(format!("{base}{path}")).send(),
+    )
+    .await
+    .expect("request");
+    r.text().await.expect("body")
+}
+
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.parse().ok())?
+    })
+}
+
+#[tokio::test]
+async fn expiry_dead_letter_and_overflow_counters_reach_rest_and_prometheus() {
+    let server = ottermq::testing::start_test_broker_with(|s| {
+        s.broker.metrics.fine_interval = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let base = format!("http://{}", server.http_addr.expect("http"));
+    let c = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let ch = channel(&c).await;
+    let (rej, ttl, full, fulldl, dlq, dlx) =
+        ("m-rej", "m-ttl", "m-full", "m-fulldl", "m-dlq", "m-dlx");
+    declare(&ch, dlq, FieldTable::default()).await;
+    fanout_to(&ch, dlx, &[dlq]).await;
+    let dl = ("x-dead-letter-exchange", s(dlx));
+    declare(&ch, rej, args(&[dl.clone()])).await;
+    declare(
+        &ch,
+        ttl,
+        args(&[dl.clone(), ("x-message-ttl", AMQPValue::LongInt(10))]),
+    )
+    .await;
+    declare(&ch, full, args(&[("x-max-length", AMQPValue::LongInt(1))])).await;
+    declare(
+        &ch,
+        fulldl,
+        args(&[dl, ("x-max-length", AMQPValue::LongInt(1))]),
+    )
+    .await;
+    for _ in 0..2 {
+        publish(&ch, "", rej, b"r", BasicProperties::default()).await;
+    }
+    for _ in 0..3 {
+        publish(&ch, "", ttl, b"t", BasicProperties::default()).await;
+        publish(&ch, "", full, b"f", BasicProperties::default()).await;
+    }
+    for _ in 0..2 {
+        publish(&ch, "", fulldl, b"d", BasicProperties::default()).await;
+    }
+    wait_count(&ch, rej, 2).await;
+    for _ in 0..2 {
+        let m = get(&ch, rej).await.expect("message");
+        within(
+            "nack",
+            ch.basic_nack(
+                m.delivery.delivery_tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: false,
+                },
+            ),
+        )
+        .await
+        .expect("nack");
+    }
+    // 2 rejected + 3 expired + 1 maxlen dead-lettered.
+    wait_count(&ch, dlq, 6).await;
+
+    let ov = http_json(&base, "/api/metrics/overview").await;
+    let t = &ov["totals"];
+    assert_eq!(t["expired"], 3, "{t}");
+    assert_eq!(t["overflow_dropped"], 3, "{t}");
+    assert_eq!(t["dead_lettered"]["rejected"], 2, "{t}");
+    assert_eq!(t["dead_lettered"]["expired"], 3, "{t}");
+    assert_eq!(t["dead_lettered"]["maxlen"], 1, "{t}");
+    let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{rej}")).await;
+    assert_eq!(qm["totals"]["dead_lettered"]["rejected"], 2, "{qm}");
+    let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{full}")).await;
+    assert_eq!(qm["totals"]["overflow_dropped"], 2, "{qm}");
+    assert_eq!(
+        qm["totals"]["dead_lettered"]["maxlen"], 0,
+        "no DLX: dropped only"
+    );
+    // The sampler gives the queue its series once it has such events.
+    within("expired series", async {
+        loop {
+            let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{ttl}")).await;
+            if qm["series"]["expired"].is_array()
+                && qm["series"]["dead_lettered_expired"].is_array()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let ts = http_json(&base, "/api/metrics/timeseries/dead_lettered_rejected").await;
+    assert_eq!(ts["kind"], "rate");
+
+    let text = http_text(&base, "/metrics").await;
+    for (name, v) in [
+        ("ottermq_messages_expired_total", 3.0),
+        ("ottermq_messages_overflow_dropped_total", 3.0),
+        ("ottermq_messages_dead_lettered_total{reason=\"rejected\"}", 2.0),
+        ("ottermq_messages_dead_lettered_total{reason=\"expired\"}", 3.0),
+        ("ottermq_messages_dead_lettered_total{reason=\"maxlen\"}", 1.0),
+        (
+            "ottermq_queue_messages_dead_lettered_total{vhost=\"/\",queue=\"m-rej\",reason=\"rejected\"}",
+            2.0,
+        ),
+        ("ottermq_queue_messages_expired_total{vhost=\"/\",queue=\"m-ttl\"}", 3.0),
+        (
+            "ottermq_queue_messages_overflow_dropped_total{vhost=\"/\",queue=\"m-full\"}",
+            2.0,
+        ),
+        (
+            "ottermq_queue_messages_dead_lettered_total{vhost=\"/\",queue=\"m-fulldl\",reason=\"maxlen\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, name), Some(v), "{name}");
+    }
+    drop(c);
+    server.shutdown().await;
+}
