@@ -888,7 +888,7 @@ async fn expiry_dead_letter_and_overflow_counters_reach_rest_and_prometheus() {
     declare(&ch, dlq, FieldTable::default()).await;
     fanout_to(&ch, dlx, &[dlq]).await;
     let dl = ("x-dead-letter-exchange", s(dlx));
-    declare(&ch, rej, args(&[dl.clone()])).await;
+    declare(&ch, rej, args(std::slice::from_ref(&dl))).await;
     declare(
         &ch,
         ttl,
