@@ -28,7 +28,10 @@ impl Queue {
             (Some(a), Some(b)) => a.min(b),
             (Some(a), None) | (None, Some(a)) => a,
         };
-        self.may_expire.store(true, Ordering::Relaxed);
+        // Read first: a store per message would keep bouncing the cache line.
+        if !self.may_expire.load(Ordering::Relaxed) {
+            self.may_expire.store(true, Ordering::Relaxed);
+        }
         Some(now + Duration::from_millis(ttl))
     }
 
