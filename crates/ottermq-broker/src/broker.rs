@@ -1,6 +1,6 @@
 //! The broker: vhosts, users and the registry of live connections.
 
-use crate::config::{BrokerConfig, UserConfig};
+use crate::config::BrokerConfig;
 use crate::connection::ConnectionHandle;
 use crate::error::{AmqpError, AmqpResult};
 use crate::stats::BrokerStats;
@@ -17,7 +17,8 @@ use std::time::Instant;
 pub struct Broker {
     pub config: BrokerConfig,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    users: RwLock<HashMap<String, UserConfig>>,
+    /// Users, tags and per-vhost permissions (stored when the broker has a data directory).
+    pub users: crate::permissions::UserStore,
     connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
     auth_failures: Mutex<crate::auth::FailureWindow>,
     next_connection_id: AtomicU64,
@@ -65,15 +66,11 @@ impl Broker {
             })
             .collect();
         let metrics = crate::sampler::MetricsHub::new(config.metrics);
-        let users = config
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.clone()))
-            .collect();
+        let users = crate::permissions::UserStore::in_memory(seed_users(&config));
         Arc::new(Broker {
             config,
             vhosts: RwLock::new(vhosts),
-            users: RwLock::new(users),
+            users,
             connections: Mutex::new(HashMap::new()),
             auth_failures: Mutex::new(crate::auth::FailureWindow::default()),
             next_connection_id: AtomicU64::new(1),
@@ -109,17 +106,14 @@ impl Broker {
         }
         report.vhosts = vhosts.len();
         let metrics = crate::sampler::MetricsHub::new(config.metrics);
-        let users = config
-            .users
-            .iter()
-            .map(|u| (u.name.clone(), u.clone()))
-            .collect();
+        let users =
+            crate::permissions::UserStore::open(data_dir, seed_users(&config), &mut report.issues)?;
         report.elapsed = started.elapsed();
         Ok((
             Arc::new(Broker {
                 config,
                 vhosts: RwLock::new(vhosts),
-                users: RwLock::new(users),
+                users,
                 connections: Mutex::new(HashMap::new()),
                 auth_failures: Mutex::new(crate::auth::FailureWindow::default()),
                 next_connection_id: AtomicU64::new(1),
@@ -174,16 +168,44 @@ impl Broker {
         username: &str,
         password: &str,
         peer: IpAddr,
-    ) -> Result<UserConfig, LoginError> {
-        let users = self.users.read();
-        let user = users.get(username).ok_or(LoginError::UnknownUser)?;
-        if !constant_time_eq(user.password.as_bytes(), password.as_bytes()) {
+    ) -> Result<crate::permissions::User, LoginError> {
+        let user = self.users.user(username).ok_or(LoginError::UnknownUser)?;
+        if !user.hash.verify(password) {
             return Err(LoginError::BadPassword);
         }
         if self.config.loopback_users.iter().any(|u| u == username) && !peer.is_loopback() {
             return Err(LoginError::LoopbackOnly);
         }
-        Ok(user.clone())
+        Ok(user)
+    }
+
+    /// Removes a vhost: its connections are closed (320 CONNECTION_FORCED, as RabbitMQ does),
+    /// its queues and exchanges dropped, its permissions cleared and its directory removed.
+    /// False when there was no such vhost.
+    pub fn delete_vhost(&self, name: &str) -> bool {
+        let Some(v) = self.vhosts.write().remove(name) else {
+            return false;
+        };
+        for c in self.connections() {
+            if c.info.lock().vhost == name {
+                c.force_close(&format!("vhost '{name}' is deleted"));
+            }
+        }
+        for q in v.queues() {
+            v.delete_queue_and_cancel(&q);
+        }
+        self.users
+            .change(crate::store::users::UserChange::DeleteVhost(
+                name.to_string(),
+            ));
+        if let (Some(dir), Some(store)) = (&self.data_dir, &v.store) {
+            store.log.close();
+            let vdir = crate::store::vhost_dir(dir, name);
+            if let Err(e) = std::fs::remove_dir_all(&vdir) {
+                tracing::error!(vhost = name, error = %e, "could not remove a deleted vhost's directory");
+            }
+        }
+        true
     }
 
     pub(crate) fn next_connection_id(&self) -> u64 {
@@ -377,16 +399,33 @@ fn recover_vhost(
     Ok(v)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+/// The configured users, hashed, each with full permissions (`.*`) on every configured
+/// vhost, as RabbitMQ gives its default user on the default vhost.
+fn seed_users(config: &BrokerConfig) -> Vec<crate::store::users::UserChange> {
+    use crate::permissions::{PasswordHash, Permission, User};
+    use crate::store::users::UserChange;
+    let mut out = Vec::new();
+    for u in &config.users {
+        out.push(UserChange::PutUser(User {
+            name: u.name.clone(),
+            hash: PasswordHash::new(&u.password),
+            tags: u.tags.clone(),
+        }));
+        for v in &config.vhosts {
+            out.push(UserChange::SetPermission {
+                vhost: v.clone(),
+                user: u.name.clone(),
+                perm: Permission::all(),
+            });
+        }
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::UserConfig;
     use std::net::{IpAddr, Ipv4Addr};
 
     #[test]

@@ -5,6 +5,7 @@
 //! - `vhost`, `exchange`, `queue`: the routing model (exchange types each in their own file).
 //! - `message`: the message as the broker holds it (`Bytes` all the way, no copies per queue).
 //! - `broker`, `config`, `auth`: users, vhosts, settings and SASL.
+//! - `permissions`: users' tags, password hashes and per-vhost permission checks.
 //! - `server`: the TCP listener (plain and TLS); `tls`: certificates and rustls set-up.
 //! - `server`: the TCP listener.
 //! - `trace`: the calls into `ottermq-tracing` (only for traced messages).
@@ -17,6 +18,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod permissions;
 pub mod queue;
 pub mod sampler;
 pub mod server;

@@ -29,6 +29,8 @@ pub struct VHost {
     pub store: Option<Arc<VhostStore>>,
     /// Itself, for queues that route dead-lettered messages back through it.
     me: std::sync::Weak<VHost>,
+    /// Direct reply-to consumers of this vhost's channels.
+    pub reply_to: crate::channel::reply_to::Registry,
 }
 
 /// What an exchange.declare asks for.
@@ -71,6 +73,7 @@ impl VHost {
             queues: RwLock::new(HashMap::new()),
             max_queues: AtomicU32::new(0),
             store,
+            reply_to: Default::default(),
         };
         for (n, kind) in [
             ("", ExchangeKind::Direct),
@@ -227,6 +230,11 @@ impl VHost {
         options: QueueOptions,
         conn: u64,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
+        crate::queue::dispatch::check_args(
+            &options.arguments,
+            &name.to_string_lossy(),
+            &self.name,
+        )?;
         let mut map = self.queues.write();
         if let Some(q) = map.get(name.as_bytes()) {
             q.check_access(conn)?;

@@ -9,6 +9,10 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use std::net::SocketAddr;
 
+/// Tags that give access to the management API (RabbitMQ: `management` and the tags that
+/// include it).
+pub const MANAGEMENT_TAGS: [&str; 4] = ["management", "policymaker", "monitoring", "administrator"];
+
 /// The authenticated user, available to handlers as a request extension.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
@@ -62,6 +66,14 @@ async fn authenticate(
         .broker
         .login(user, pass, peer.ip())
         .map_err(|_| ApiError::unauthorized())?;
+    // RabbitMQ: only users with a management tag may use the management API at all.
+    if !u.tags.iter().any(|t| MANAGEMENT_TAGS.contains(&t.as_str())) {
+        return Err(ApiError {
+            status: axum::http::StatusCode::UNAUTHORIZED,
+            error: "not_authorised",
+            reason: "Not management user".into(),
+        });
+    }
     req.extensions_mut().insert(AuthUser {
         name: u.name,
         tags: u.tags,

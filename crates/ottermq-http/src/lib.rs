@@ -23,11 +23,39 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/overview", get(api::overview))
         .route("/vhosts", get(api::vhosts))
+        .route(
+            "/vhosts/{name}",
+            axum::routing::put(api::admin::put_vhost).delete(api::admin::delete_vhost),
+        )
+        .route("/users", get(api::admin::list_users))
+        .route(
+            "/users/{name}",
+            get(api::admin::get_user)
+                .put(api::admin::put_user)
+                .delete(api::admin::delete_user),
+        )
+        .route("/permissions", get(api::admin::list_permissions))
+        .route(
+            "/permissions/{vhost}/{user}",
+            get(api::admin::get_permission)
+                .put(api::admin::put_permission)
+                .delete(api::admin::delete_permission),
+        )
+        .route(
+            "/bindings/{vhost}/e/{exchange}/q/{queue}",
+            post(api::objects::post_binding),
+        )
+        .route(
+            "/bindings/{vhost}/e/{exchange}/q/{queue}/{props}",
+            axum::routing::delete(api::objects::delete_binding),
+        )
         .route("/queues", get(api::queues))
         .route("/queues/{vhost}", get(api::queues_in))
         .route(
             "/queues/{vhost}/{name}",
-            get(api::queue).delete(api::queue_actions::delete),
+            get(api::queue)
+                .put(api::objects::put_queue)
+                .delete(api::queue_actions::delete),
         )
         .route(
             "/queues/{vhost}/{name}/contents",
@@ -41,7 +69,12 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(api::whoami))
         .route("/exchanges", get(api::exchanges))
         .route("/exchanges/{vhost}", get(api::exchanges_in))
-        .route("/exchanges/{vhost}/{name}", get(api::exchange))
+        .route(
+            "/exchanges/{vhost}/{name}",
+            get(api::exchange)
+                .put(api::objects::put_exchange)
+                .delete(api::objects::delete_exchange),
+        )
         .route("/bindings", get(api::bindings))
         .route("/connections", get(api::connections))
         .route("/channels", get(api::channels))

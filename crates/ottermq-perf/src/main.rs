@@ -2,6 +2,8 @@
 //! send / receive rates and end-to-end latency (each body carries its send time).
 
 mod client;
+mod procstat;
+mod sink;
 
 use anyhow::Context;
 use bytes::BytesMut;
@@ -61,6 +63,37 @@ struct Opts {
     /// Leave the queue (and what is in it) when done, instead of deleting it
     #[arg(long)]
     keep_queue: bool,
+    /// Exchange the producers publish to, declared by the control connection ("": the default
+    /// exchange, routing by queue name)
+    #[arg(long, default_value = "")]
+    exchange: String,
+    /// Type of --exchange (direct, fanout, topic, headers)
+    #[arg(long, default_value = "direct")]
+    exchange_type: String,
+    /// Number of queues: above 1 they are <queue>-0 .. <queue>-(N-1), each bound to --exchange
+    /// with its name as binding key; consumer i consumes queue i mod N, producer i publishes
+    /// with the routing key of queue i mod N
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Broker process id: its CPU share and resident memory go into the report
+    #[arg(long)]
+    broker_pid: Option<u32>,
+    /// Run as a sink on this address instead (see sink.rs): answers the handshake and setup,
+    /// discards publishes, so a run against it measures the load generator's own ceiling
+    #[arg(long, value_name = "ADDR")]
+    sink: Option<String>,
+}
+
+impl Opts {
+    fn queue_names(&self) -> Vec<String> {
+        if self.queues <= 1 {
+            vec![self.queue.clone()]
+        } else {
+            (0..self.queues)
+                .map(|i| format!("{}-{i}", self.queue))
+                .collect()
+        }
+    }
 }
 
 struct Target {
@@ -95,68 +128,126 @@ struct Stats {
     sent: AtomicU64,
     confirmed: AtomicU64,
     received: AtomicU64,
+    /// Deliveries per consumer, in consumer order.
+    per_consumer: Vec<AtomicU64>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let o = Opts::parse();
+    if let Some(addr) = &o.sink {
+        return sink::run(addr).await;
+    }
     anyhow::ensure!(o.size >= 8, "--size must be at least 8 (the timestamp)");
+    anyhow::ensure!(o.queues >= 1, "--queues must be at least 1");
     let t = Arc::new(parse_uri(&o.uri)?);
     let epoch = Instant::now();
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(Stats {
+        per_consumer: (0..o.consumers).map(|_| AtomicU64::new(0)).collect(),
+        ..Stats::default()
+    });
     let stop = Arc::new(AtomicBool::new(false));
+    let names = o.queue_names();
 
-    // Set up the queue from a control connection.
+    // Set up the exchange and queues from a control connection.
     let mut ctl = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
-    ctl.send(
-        1,
-        &Method::QueueDeclare(QueueDeclare {
-            queue: o.queue.as_str().into(),
-            durable: o.persistent,
-            ..Default::default()
-        }),
-    )
-    .await?;
-    let Method::QueueDeclareOk(_) = ctl.method().await? else {
-        anyhow::bail!("queue.declare failed")
-    };
-    ctl.send(
-        1,
-        &Method::QueuePurge(QueuePurge {
-            queue: o.queue.as_str().into(),
-            nowait: false,
-        }),
-    )
-    .await?;
-    ctl.method().await?;
+    if !o.exchange.is_empty() {
+        ctl.send(
+            1,
+            &Method::ExchangeDeclare(ExchangeDeclare {
+                exchange: o.exchange.as_str().into(),
+                kind: o.exchange_type.as_str().into(),
+                durable: o.persistent,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let Method::ExchangeDeclareOk = ctl.method().await? else {
+            anyhow::bail!("exchange.declare failed")
+        };
+    }
+    for name in &names {
+        ctl.send(
+            1,
+            &Method::QueueDeclare(QueueDeclare {
+                queue: name.as_str().into(),
+                durable: o.persistent,
+                ..Default::default()
+            }),
+        )
+        .await?;
+        let Method::QueueDeclareOk(_) = ctl.method().await? else {
+            anyhow::bail!("queue.declare failed")
+        };
+        ctl.send(
+            1,
+            &Method::QueuePurge(QueuePurge {
+                queue: name.as_str().into(),
+                nowait: false,
+            }),
+        )
+        .await?;
+        ctl.method().await?;
+        if !o.exchange.is_empty() {
+            ctl.send(
+                1,
+                &Method::QueueBind(QueueBind {
+                    queue: name.as_str().into(),
+                    exchange: o.exchange.as_str().into(),
+                    routing_key: name.as_str().into(),
+                    ..Default::default()
+                }),
+            )
+            .await?;
+            let Method::QueueBindOk = ctl.method().await? else {
+                anyhow::bail!("queue.bind failed")
+            };
+        }
+    }
 
     let mut consumers = Vec::new();
-    for _ in 0..o.consumers {
+    for i in 0..o.consumers {
         let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
         consumers.push(tokio::spawn(consume(
             conn,
             o.clone(),
+            names[i % names.len()].clone(),
+            i,
             epoch,
             stats.clone(),
             stop.clone(),
         )));
     }
+    // Producers start together once every connection is open, so the counts cover the same
+    // interval as the rates (opening 1,000 connections takes a while).
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     let mut producers = Vec::new();
-    for _ in 0..o.producers {
+    for i in 0..o.producers {
         let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
         producers.push(tokio::spawn(produce(
             conn,
             o.clone(),
+            names[i % names.len()].clone(),
+            go_rx.clone(),
             epoch,
             stats.clone(),
             stop.clone(),
         )));
     }
 
+    let ticks = procstat::clock_ticks();
+    let broker_pid = o.broker_pid.map(|p| p.to_string());
+    let broker_start = broker_pid.as_deref().and_then(procstat::sample);
+    let self_start = procstat::sample("self");
+    let mut broker_rss_max = broker_start.map_or(0, |s| s.rss_kib);
     let start = Instant::now();
+    let _ = go_tx.send(true);
     let (mut last_sent, mut last_recv) = (0, 0);
     for sec in 1..=o.duration {
         tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
+        if let Some(s) = broker_pid.as_deref().and_then(procstat::sample) {
+            broker_rss_max = broker_rss_max.max(s.rss_kib);
+        }
         let (s, r) = (
             stats.sent.load(Ordering::Relaxed),
             stats.received.load(Ordering::Relaxed),
@@ -174,6 +265,26 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = start.elapsed().as_secs_f64();
     let sent = stats.sent.load(Ordering::Relaxed);
     let received = stats.received.load(Ordering::Relaxed);
+    let per_consumer: Vec<u64> = stats
+        .per_consumer
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .collect();
+    let broker_end = broker_pid.as_deref().and_then(procstat::sample);
+    let self_end = procstat::sample("self");
+    let broker = match (broker_start, broker_end) {
+        (Some(a), Some(b)) => serde_json::json!({
+            "pid": o.broker_pid,
+            "cpu_percent": procstat::cpu_percent(a, b, ticks, elapsed),
+            "rss_kib_end": b.rss_kib,
+            "rss_kib_max": broker_rss_max.max(b.rss_kib),
+        }),
+        _ => serde_json::Value::Null,
+    };
+    let perf_cpu = match (self_start, self_end) {
+        (Some(a), Some(b)) => serde_json::json!(procstat::cpu_percent(a, b, ticks, elapsed)),
+        _ => serde_json::Value::Null,
+    };
     for p in producers {
         p.abort();
     }
@@ -196,24 +307,46 @@ async fn main() -> anyhow::Result<()> {
         "uri_host": t.addr,
         "producers": o.producers, "consumers": o.consumers, "size": o.size,
         "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate,
+        "exchange": o.exchange, "exchange_type": o.exchange_type, "queues": names.len(),
         "seconds": elapsed,
         "sent": sent, "received": received,
         "confirmed": stats.confirmed.load(Ordering::Relaxed),
         "send_rate": sent as f64 / elapsed, "receive_rate": received as f64 / elapsed,
+        "received_per_consumer": {
+            "min": per_consumer.iter().min().copied().unwrap_or(0),
+            "max": per_consumer.iter().max().copied().unwrap_or(0),
+            "idle": per_consumer.iter().filter(|n| **n == 0).count(),
+        },
+        "broker": broker,
+        "perf_cpu_percent": perf_cpu,
         "latency_us": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0), "samples": latencies.len()},
     });
     println!("{report}");
     if o.keep_queue {
         return Ok(());
     }
-    ctl.send(
-        1,
-        &Method::QueueDelete(QueueDelete {
-            queue: o.queue.as_str().into(),
-            ..Default::default()
-        }),
-    )
-    .await?;
+    for name in &names {
+        ctl.send(
+            1,
+            &Method::QueueDelete(QueueDelete {
+                queue: name.as_str().into(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        ctl.method().await?;
+    }
+    if !o.exchange.is_empty() {
+        ctl.send(
+            1,
+            &Method::ExchangeDelete(ExchangeDelete {
+                exchange: o.exchange.as_str().into(),
+                ..Default::default()
+            }),
+        )
+        .await?;
+        ctl.method().await?;
+    }
     Ok(())
 }
 
@@ -221,6 +354,8 @@ async fn main() -> anyhow::Result<()> {
 async fn produce(
     mut c: Conn,
     o: Opts,
+    routing_key: String,
+    mut go: tokio::sync::watch::Receiver<bool>,
     epoch: Instant,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -283,6 +418,15 @@ async fn produce(
     let mut out = BytesMut::with_capacity(o.batch * (o.size + 64));
     let mut body = vec![0u8; o.size];
     let mut seq = 0u64;
+    let publish = Method::BasicPublish(BasicPublish {
+        exchange: ShortStr::from(o.exchange.as_str()),
+        routing_key: ShortStr::from(routing_key.as_str()),
+        mandatory: false,
+        immediate: false,
+    });
+    if go.wait_for(|go| *go).await.is_err() {
+        return Ok(());
+    }
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut n = o.batch as u64;
@@ -311,16 +455,7 @@ async fn produce(
         for _ in 0..n {
             let ts = epoch.elapsed().as_nanos() as u64;
             body[..8].copy_from_slice(&ts.to_be_bytes());
-            encode_method(
-                &mut out,
-                1,
-                &Method::BasicPublish(BasicPublish {
-                    exchange: ShortStr::default(),
-                    routing_key: ShortStr::from(o.queue.as_str()),
-                    mandatory: false,
-                    immediate: false,
-                }),
-            );
+            encode_method(&mut out, 1, &publish);
             encode_content(&mut out, 1, &props, &body, frame_max);
         }
         wr.write_all(&out).await?;
@@ -335,6 +470,8 @@ async fn produce(
 async fn consume(
     mut c: Conn,
     o: Opts,
+    queue: String,
+    index: usize,
     epoch: Instant,
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
@@ -354,7 +491,7 @@ async fn consume(
     c.send(
         1,
         &Method::BasicConsume(BasicConsume {
-            queue: o.queue.as_str().into(),
+            queue: queue.as_str().into(),
             no_ack: !o.manual_ack,
             ..Default::default()
         }),
@@ -415,6 +552,7 @@ async fn consume(
         }
         if got > 0 {
             stats.received.fetch_add(got, Ordering::Relaxed);
+            stats.per_consumer[index].fetch_add(got, Ordering::Relaxed);
         }
         if !acks.is_empty() {
             c.wr.write_all(&acks).await?;

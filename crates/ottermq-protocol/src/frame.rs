@@ -20,6 +20,8 @@ pub const FRAME_END: u8 = 0xCE;
 pub const FRAME_MIN_SIZE: u32 = 4096;
 /// Frame header (7 bytes) plus the frame-end octet.
 pub const FRAME_OVERHEAD: usize = 8;
+/// Most `decode_frame` reserves for a frame still arriving; the buffer grows as bytes come.
+const MAX_RESERVE: usize = 1 << 20;
 
 /// Result of looking at the first bytes a client sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +93,11 @@ pub fn decode_frame(
         )));
     }
     if buf.len() < size + FRAME_OVERHEAD {
-        buf.reserve(size + FRAME_OVERHEAD - buf.len());
+        // Room for the rest of the frame, so it is read in few calls; but never more than
+        // MAX_RESERVE ahead of the bytes actually received: without a frame_max (0) the size is
+        // the peer's word alone, and a 7-byte header claiming 4 GiB must not allocate 4 GiB
+        // (found by the `frame` fuzz target).
+        buf.reserve((size + FRAME_OVERHEAD - buf.len()).min(MAX_RESERVE));
         return Ok(None);
     }
     if buf[7 + size] != FRAME_END {

@@ -28,14 +28,11 @@ struct Receiver {
     spans: Arc<Mutex<Vec<(String, Span)>>>,
 }
 
-#[tonic::async_trait]
-impl TraceService for Receiver {
-    async fn export(
-        &self,
-        req: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+impl Receiver {
+    /// Keeps every span of one export request with its resource's service name.
+    fn record(&self, req: ExportTraceServiceRequest) {
         let mut spans = self.spans.lock().unwrap();
-        for rs in req.into_inner().resource_spans {
+        for rs in req.resource_spans {
             let service = rs
                 .resource
                 .iter()
@@ -52,10 +49,60 @@ impl TraceService for Receiver {
                 }
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(req.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
     }
+}
+
+/// An OTLP/HTTP receiver (`POST /v1/traces`, binary protobuf), as the OpenTelemetry Collector,
+/// Jaeger and Tempo serve on port 4318: decodes each request body with prost.
+async fn start_http_receiver() -> (Receiver, SocketAddr) {
+    use axum::http::{header, HeaderMap, StatusCode};
+    use prost::Message as _;
+    let rx = Receiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = rx.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let state = state.clone();
+            async move {
+                let ct = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if ct != "application/x-protobuf" {
+                    return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+                }
+                match ExportTraceServiceRequest::decode(body) {
+                    Ok(req) => {
+                        state.record(req);
+                        let resp = ExportTraceServiceResponse {
+                            partial_success: None,
+                        };
+                        (StatusCode::OK, resp.encode_to_vec())
+                    }
+                    Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+                }
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (rx, addr)
 }
 
 async fn start_receiver() -> (Receiver, SocketAddr) {
@@ -74,12 +121,20 @@ async fn start_receiver() -> (Receiver, SocketAddr) {
 }
 
 async fn traced_broker(otlp: SocketAddr, enabled: bool) -> ottermq::RunningServer {
+    traced_broker_over(format!("http://{otlp}"), Protocol::Grpc, enabled).await
+}
+
+async fn traced_broker_over(
+    endpoint: String,
+    protocol: Protocol,
+    enabled: bool,
+) -> ottermq::RunningServer {
     ottermq::testing::start_test_broker_with(|s| {
         s.http_addr = None;
         s.tracing = TracingConfig {
             enabled,
-            endpoint: Some(format!("http://{otlp}")),
-            protocol: Protocol::Grpc,
+            endpoint: Some(endpoint),
+            protocol,
             service_name: "ottermq-test".into(),
             ..TracingConfig::default()
         };
@@ -114,6 +169,17 @@ fn hex(b: &[u8]) -> String {
 
 fn traceparent(trace: &str, span: &str, sampled: bool) -> String {
     format!("00-{trace}-{span}-{}", if sampled { "01" } else { "00" })
+}
+
+/// A lapin connection to `server` and a channel in confirm mode on it.
+async fn confirming_channel(server: &ottermq::RunningServer) -> (lapin::Connection, Channel) {
+    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let conn = lapin_connect(&url).await;
+    let ch = within("channel", conn.create_channel()).await.unwrap();
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .unwrap();
+    (conn, ch)
 }
 
 async fn declare(ch: &Channel, name: &str) {
@@ -166,6 +232,14 @@ async fn consume_one(ch: &Channel, q: &str) -> FieldTable {
         .expect("stream ended")
         .expect("delivery");
     within("ack", d.ack(Default::default())).await.expect("ack");
+    // Cancelled, so a later consume_one on the same queue is the only consumer there (an
+    // abandoned one would take its share of the messages round-robin).
+    within(
+        "cancel",
+        ch.basic_cancel(c.tag().as_str().into(), Default::default()),
+    )
+    .await
+    .expect("cancel");
     d.properties.headers().clone().unwrap_or_default()
 }
 
@@ -188,12 +262,7 @@ fn headers_with(tp: AMQPValue) -> FieldTable {
 async fn spans_follow_the_message_from_producer_to_consumer() {
     let (rx, otlp) = start_receiver().await;
     let server = traced_broker(otlp, true).await;
-    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let conn = lapin_connect(&url).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
-    within("confirm", ch.confirm_select(Default::default()))
-        .await
-        .unwrap();
+    let (conn, ch) = confirming_channel(&server).await;
 
     // 1. Direct to a queue, traceparent as a long string (pika, amqplib).
     let t1 = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -383,12 +452,7 @@ async fn spans_follow_the_message_from_producer_to_consumer() {
 async fn tracing_off_exports_nothing_and_keeps_headers() {
     let (rx, otlp) = start_receiver().await;
     let server = traced_broker(otlp, false).await;
-    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let conn = lapin_connect(&url).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
-    within("confirm", ch.confirm_select(Default::default()))
-        .await
-        .unwrap();
+    let (conn, ch) = confirming_channel(&server).await;
     let q = unique("untraced");
     declare(&ch, &q).await;
     let sent = headers_with(AMQPValue::LongString(LongString::from(traceparent(
@@ -412,16 +476,63 @@ async fn tracing_off_exports_nothing_and_keeps_headers() {
     assert!(rx.spans.lock().unwrap().is_empty(), "no span exported");
 }
 
+/// The same chain exported over OTLP/HTTP with binary protobuf (`http/protobuf`, the protocol
+/// Tempo and the Collector's port 4318 take) instead of gRPC.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_export_over_http_protobuf() {
+    let (rx, otlp) = start_http_receiver().await;
+    let server = traced_broker_over(
+        format!("http://{otlp}/v1/traces"),
+        Protocol::HttpProtobuf,
+        true,
+    )
+    .await;
+    let (conn, ch) = confirming_channel(&server).await;
+    let trace = "5b8efff798038103d269b633813fc60c";
+    let producer = "eee19b7ec3c1b174";
+    let q = unique("trace-http");
+    declare(&ch, &q).await;
+    let props = BasicProperties::default().with_headers(headers_with(AMQPValue::LongString(
+        LongString::from(traceparent(trace, producer, true)),
+    )));
+    publish(&ch, "", &q, props).await;
+    let got = consume_one(&ch, &q).await;
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let spans: Vec<Span> = rx
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(svc, s)| {
+            assert_eq!(svc, "ottermq-test");
+            s.clone()
+        })
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(spans.len(), 3, "publish, queue wait, deliver: {names:?}");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == trace));
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish amq.default")
+        .expect("publish span");
+    assert_eq!(hex(&publish.parent_span_id), producer);
+    let deliver = spans
+        .iter()
+        .find(|s| s.name == format!("deliver {q}"))
+        .expect("deliver span");
+    assert_eq!(deliver.parent_span_id, publish.span_id);
+    assert_eq!(
+        header_str(&got, "traceparent").as_deref(),
+        Some(traceparent(trace, &hex(&deliver.span_id), true).as_str())
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_lettered_message_stays_in_its_trace() {
     let (rx, otlp) = start_receiver().await;
     let server = traced_broker(otlp, true).await;
-    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let conn = lapin_connect(&url).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
-    within("confirm", ch.confirm_select(Default::default()))
-        .await
-        .unwrap();
+    let (conn, ch) = confirming_channel(&server).await;
     let (q, dlq) = (unique("trace-src"), unique("trace-dlq"));
     declare(&ch, &dlq).await;
     let mut args = FieldTable::default();

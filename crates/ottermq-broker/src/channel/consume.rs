@@ -62,7 +62,19 @@ impl Channel {
     }
 
     pub(super) fn basic_consume(&mut self, ctx: &mut ConnCtx, m: BasicConsume) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        // The direct reply-to pseudo-queue is no queue: None stands for it. RabbitMQ checks no
+        // permission for it either.
+        let q = if m.queue.as_bytes() == super::reply_to::PSEUDO_QUEUE {
+            None
+        } else {
+            let name = self.resolve_queue_name(m.queue)?;
+            ctx.authorize(
+                crate::permissions::Access::Read,
+                crate::permissions::Resource::Queue,
+                name.as_bytes(),
+            )?;
+            Some(self.lookup_queue(ctx, name)?)
+        };
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
         } else {
@@ -74,11 +86,22 @@ impl Channel {
             .lock()
             .iter()
             .any(|(_, c)| c.tag == tag)
+            || self.reply.as_ref().is_some_and(|r| r.tag == tag)
         {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
+        if q.is_none() {
+            let tag = self.reply_consume(&ctx.vhost.reply_to, tag, m.no_ack)?;
+            if !m.nowait {
+                self.send(&Method::BasicConsumeOk(BasicConsumeOk {
+                    consumer_tag: tag,
+                }));
+            }
+            return Ok(());
+        }
+        let q = q.expect("checked above");
         let priority = m
             .arguments
             .get("x-priority")
@@ -120,6 +143,8 @@ impl Channel {
         };
         if let Some((q, c)) = found {
             self.consumer_removed(ctx, &q, &c);
+        } else {
+            self.reply_cancel(&ctx.vhost.reply_to, Some(&m.consumer_tag));
         }
         if !m.nowait {
             self.send(&Method::BasicCancelOk(BasicCancelOk {
@@ -144,13 +169,22 @@ impl Channel {
                 ctx.broker.stats.consumers_removed.inc();
                 if now_unused_auto_delete {
                     super::declare::delete_queue(ctx, q);
+                } else if q.is_single_active() {
+                    // The next consumer in registration order is active now.
+                    q.drive();
                 }
             }
         }
     }
 
     pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let name = self.resolve_queue_name(m.queue)?;
+        ctx.authorize(
+            crate::permissions::Access::Read,
+            crate::permissions::Resource::Queue,
+            name.as_bytes(),
+        )?;
+        let q = self.lookup_queue(ctx, name)?;
         match q.get(m.no_ack) {
             Some((qm, remaining)) => self.shared.deliver_get(&q, qm, remaining, m.no_ack),
             None => {

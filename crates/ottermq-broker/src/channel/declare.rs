@@ -4,6 +4,7 @@
 use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{Binding, Destination, ExchangeKind};
+use crate::permissions::{Access, Resource};
 use crate::queue::{Queue, QueueOptions};
 use crate::vhost::ExchangeSpec;
 use ottermq_protocol::{
@@ -51,6 +52,15 @@ impl Channel {
                     "operation not permitted on the default exchange",
                 ));
             }
+            ctx.authorize(Access::Configure, Resource::Exchange, m.exchange.as_bytes())?;
+            if ctx.vhost.exchange(m.exchange.as_bytes()).is_none() {
+                if let Some(ae) = m.arguments.get("alternate-exchange") {
+                    if let Some(ae) = ae.as_str_bytes() {
+                        ctx.authorize(Access::Read, Resource::Exchange, m.exchange.as_bytes())?;
+                        ctx.authorize(Access::Write, Resource::Exchange, ae)?;
+                    }
+                }
+            }
             if m.exchange.as_bytes().starts_with(b"amq.") {
                 // Re-declaring a predefined exchange equivalently is allowed, as in RabbitMQ.
                 match ctx.vhost.exchange(m.exchange.as_bytes()) {
@@ -89,6 +99,7 @@ impl Channel {
                 m.exchange, ctx.vhost.name
             )));
         }
+        ctx.authorize(Access::Configure, Resource::Exchange, m.exchange.as_bytes())?;
         ctx.vhost.delete_exchange(&m.exchange, m.if_unused)?;
         self.exchange_cache = None;
         if !m.nowait {
@@ -98,6 +109,7 @@ impl Channel {
     }
 
     pub(super) fn exchange_bind(&mut self, ctx: &mut ConnCtx, m: ExchangeBind) -> AmqpResult<()> {
+        binding_permitted(ctx, Resource::Exchange, &m.destination, &m.source)?;
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         if dest.name.is_empty() {
@@ -124,6 +136,7 @@ impl Channel {
         ctx: &mut ConnCtx,
         m: ExchangeUnbind,
     ) -> AmqpResult<()> {
+        binding_permitted(ctx, Resource::Exchange, &m.destination, &m.source)?;
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         ctx.vhost.unbind(
@@ -158,6 +171,24 @@ impl Channel {
     }
 
     pub(super) fn queue_declare(&mut self, ctx: &mut ConnCtx, m: QueueDeclare) -> AmqpResult<()> {
+        if m.queue
+            .as_bytes()
+            .starts_with(super::reply_to::PSEUDO_QUEUE)
+        {
+            // RabbitMQ answers every declare of these as passive: it exists with its one
+            // consumer, or it is not found.
+            if !ctx.vhost.reply_to.exists(m.queue.as_bytes()) {
+                return Err(ctx.vhost.not_found_queue(&m.queue));
+            }
+            if !m.nowait {
+                self.send(&Method::QueueDeclareOk(QueueDeclareOk {
+                    queue: m.queue,
+                    message_count: 0,
+                    consumer_count: 1,
+                }));
+            }
+            return Ok(());
+        }
         let q = if m.passive {
             let name = self.resolve_queue_name(m.queue)?;
             let q = ctx.vhost.get_queue(&name)?;
@@ -171,6 +202,15 @@ impl Channel {
             } else {
                 m.queue
             };
+            ctx.authorize(Access::Configure, Resource::Queue, name.as_bytes())?;
+            if ctx.vhost.queue(name.as_bytes()).is_none() {
+                if let Some(dlx) = m.arguments.get("x-dead-letter-exchange") {
+                    if let Some(dlx) = dlx.as_str_bytes() {
+                        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
+                        ctx.authorize(Access::Write, Resource::Exchange, dlx)?;
+                    }
+                }
+            }
             crate::queue::limits::QueueLimits::parse(&m.arguments, &name, &ctx.vhost.name)?;
             let options = QueueOptions {
                 durable: m.durable,
@@ -199,7 +239,9 @@ impl Channel {
     }
 
     pub(super) fn queue_bind(&mut self, ctx: &mut ConnCtx, m: QueueBind) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let qname = self.resolve_queue_name(m.queue)?;
+        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange)?;
+        let q = self.lookup_queue(ctx, qname)?;
         let e = ctx.vhost.get_exchange(&m.exchange)?;
         // An empty routing key with an empty queue name means "the last queue's name".
         ctx.vhost.bind(
@@ -217,7 +259,9 @@ impl Channel {
     }
 
     pub(super) fn queue_unbind(&mut self, ctx: &mut ConnCtx, m: QueueUnbind) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let qname = self.resolve_queue_name(m.queue)?;
+        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange)?;
+        let q = self.lookup_queue(ctx, qname)?;
         let e = ctx.vhost.get_exchange(&m.exchange)?;
         ctx.vhost.unbind(
             &e,
@@ -232,7 +276,9 @@ impl Channel {
     }
 
     pub(super) fn queue_purge(&mut self, ctx: &mut ConnCtx, m: QueuePurge) -> AmqpResult<()> {
-        let q = self.lookup_queue(ctx, m.queue)?;
+        let name = self.resolve_queue_name(m.queue)?;
+        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
+        let q = self.lookup_queue(ctx, name)?;
         let n = q.purge();
         if !m.nowait {
             self.send(&Method::QueuePurgeOk(QueuePurgeOk { message_count: n }));
@@ -242,6 +288,7 @@ impl Channel {
 
     pub(super) fn queue_delete(&mut self, ctx: &mut ConnCtx, m: QueueDelete) -> AmqpResult<()> {
         let name = self.resolve_queue_name(m.queue)?;
+        ctx.authorize(Access::Configure, Resource::Queue, name.as_bytes())?;
         let Some(q) = ctx.vhost.queue(name.as_bytes()) else {
             // Deleting a queue that does not exist succeeds, as in RabbitMQ.
             if !m.nowait {
@@ -269,6 +316,18 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// RabbitMQ's binding checks (bind and unbind alike): write on the destination, read on the
+/// source exchange, both before either is looked up.
+fn binding_permitted(
+    ctx: &ConnCtx,
+    kind: Resource,
+    destination: &ShortStr,
+    source: &ShortStr,
+) -> AmqpResult<()> {
+    ctx.authorize(Access::Write, kind, destination.as_bytes())?;
+    ctx.authorize(Access::Read, Resource::Exchange, source.as_bytes())
 }
 
 /// Deletes a queue and tells its consumers with basic.cancel (consumer_cancel_notify).

@@ -8,6 +8,7 @@
 mod consume;
 mod declare;
 mod publish;
+pub mod reply_to;
 pub mod shared;
 
 pub(crate) use declare::delete_queue;
@@ -27,6 +28,8 @@ use std::sync::Arc;
 pub struct ConnCtx {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
+    /// The authenticated user, whose permissions in `vhost` every operation is checked against.
+    pub user: Arc<str>,
     pub conn: Arc<ConnectionHandle>,
     /// Reused routing buffer (no allocation per publish).
     pub route: RouteTargets,
@@ -36,6 +39,9 @@ pub struct ConnCtx {
     pub cancel_notify: bool,
     /// The client said it understands connection.blocked / connection.unblocked.
     pub blocked_notify: bool,
+    /// A queue this connection published to holds its publishers (flow control): the
+    /// connection waits for it before reading more.
+    pub flow_wait: Option<Arc<Queue>>,
 }
 
 /// Where a channel is in its life.
@@ -58,10 +64,15 @@ pub struct Channel {
     last_queue: Option<ShortStr>,
     /// Last exchange published to, so steady publishing skips the vhost's name map.
     exchange_cache: Option<Arc<crate::exchange::Exchange>>,
+    /// Exchanges this channel was allowed to publish to (RabbitMQ caches its checks per
+    /// channel too), so a publish costs no regex match.
+    publish_permitted: crate::permissions::PermitCache,
     /// Last queue the default exchange routed to, for the same reason.
     queue_cache: Option<Arc<Queue>>,
     /// Resources already given back (close, error, connection end): done once.
     released: bool,
+    /// The direct reply-to consumer of this channel, if it has one.
+    reply: Option<reply_to::ReplyConsumer>,
 }
 
 impl Channel {
@@ -75,8 +86,10 @@ impl Channel {
             tx: None,
             last_queue: None,
             exchange_cache: None,
+            publish_permitted: Default::default(),
             queue_cache: None,
             released: false,
+            reply: None,
         }
     }
 
@@ -144,7 +157,7 @@ impl Channel {
             Method::BasicRecover(m) => self.recover(m.requeue, true),
             Method::BasicRecoverAsync(m) => self.recover(m.requeue, false),
             Method::ConfirmSelect(m) => self.confirm_select(ctx, m.nowait),
-            Method::TxSelect => self.tx_select(),
+            Method::TxSelect => self.tx_select(ctx),
             Method::TxCommit => self.tx_commit(ctx),
             Method::TxRollback => self.tx_rollback(),
             other => Err(AmqpError::command_invalid(format!(
@@ -165,6 +178,7 @@ impl Channel {
         self.pending = None;
         self.tx = None;
         let unacked = self.shared.take_all(true);
+        self.reply_cancel(&ctx.vhost.reply_to, None);
         {
             // Counted into the retired totals and dropped from the registry in one step under
             // the retire lock, so the sampler sees this channel's counts exactly once.

@@ -7,7 +7,7 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
-use crate::queue::Enqueued;
+use crate::queue::{Enqueued, Queue};
 use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{
@@ -71,6 +71,11 @@ pub(super) struct Confirms {
 pub(super) struct Tx {
     publishes: Vec<(Arc<Exchange>, Message, bool)>,
     pub settles: Vec<DeferredSettle>,
+    /// The vhost's message log: a commit that put persistent messages into durable queues is
+    /// answered once they are on disk, as RabbitMQ does.
+    log: Option<Arc<MessageLog>>,
+    /// Message log tickets of commits whose commit-ok waits for the log's fsync, in order.
+    commits: VecDeque<u64>,
 }
 
 impl Channel {
@@ -170,6 +175,8 @@ impl Channel {
                 return Ok(e.clone());
             }
         }
+        // Checked before the lookup, as RabbitMQ does (no permission: 403 even if missing).
+        self.publish_permitted.check_write(ctx, name)?;
         let e = ctx.vhost.get_exchange(name)?;
         self.exchange_cache = Some(e.clone());
         Ok(e)
@@ -206,10 +213,6 @@ impl Channel {
                 .on(60, 40));
             }
         }
-        self.shared.stats.published.inc();
-        self.shared.stats.body_size.record(body.len() as u64);
-        exchange.stats.publish_in.inc();
-        exchange.stats.publish_in_bytes.add(body.len() as u64);
         let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -219,6 +222,12 @@ impl Channel {
             received_at: p.started,
             trace: None,
         };
+        self.rewrite_reply_to(&mut msg).map_err(|e| e.on(60, 40))?;
+        let body = &msg.body;
+        self.shared.stats.published.inc();
+        self.shared.stats.body_size.record(body.len() as u64);
+        exchange.stats.publish_in.inc();
+        exchange.stats.publish_in_bytes.add(body.len() as u64);
         // Tracing off: this one check, no header parsing.
         let mut span = None;
         if let Some(tracer) = &ctx.broker.config.tracer {
@@ -290,7 +299,19 @@ impl Channel {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
                     let r = q.publish(msg, now);
+                    note_flow(ctx, q);
                     (now, r.ticket(), 1, r == Enqueued::Refused)
+                }
+                None if msg
+                    .routing_key
+                    .as_bytes()
+                    .starts_with(super::reply_to::PREFIX) =>
+                {
+                    // A direct reply-to reply: counts as routed, as in RabbitMQ, even when its
+                    // requester has gone (then it is dropped).
+                    exchange.stats.publish_out.inc();
+                    ctx.vhost.reply_to.deliver(&msg);
+                    (now, 0, 1, false)
                 }
                 None => {
                     self.unroutable(exchange, &msg, mandatory);
@@ -312,6 +333,7 @@ impl Channel {
                 let m = if i + 1 == n { msg.take() } else { msg.clone() };
                 let Some(m) = m else { break };
                 let r = q.publish(m, now);
+                note_flow(ctx, q);
                 refused |= r == Enqueued::Refused;
                 ticket = ticket.max(r.ticket());
             }
@@ -348,6 +370,7 @@ impl Channel {
     /// per batch of frames read, so a pipelining publisher gets `multiple` acks. A publish a
     /// queue refused gets its own basic.nack, after an ack for everything before it.
     pub fn flush_confirms(&mut self) {
+        self.flush_commits();
         let Some(c) = &mut self.confirms else { return };
         let shared = &self.shared;
         if !c.waiting.is_empty() {
@@ -386,11 +409,28 @@ impl Channel {
         send_acks(shared, c);
     }
 
-    /// Whether some confirm waits for the message log to reach the disk.
+    /// Sends the tx.commit-ok of every commit whose messages are now on disk.
+    fn flush_commits(&mut self) {
+        let Some(tx) = &mut self.tx else { return };
+        let mut ready = 0;
+        if !tx.commits.is_empty() {
+            let durable = tx.log.as_ref().map_or(u64::MAX, |l| l.durable());
+            while tx.commits.front().is_some_and(|&t| t <= durable) {
+                tx.commits.pop_front();
+                ready += 1;
+            }
+        }
+        for _ in 0..ready {
+            self.send(&Method::TxCommitOk);
+        }
+    }
+
+    /// Whether some confirm or commit-ok waits for the message log to reach the disk.
     pub fn awaiting_durable(&self) -> bool {
         self.confirms
             .as_ref()
             .is_some_and(|c| !c.waiting.is_empty())
+            || self.tx.as_ref().is_some_and(|t| !t.commits.is_empty())
     }
 
     pub(super) fn confirm_select(&mut self, ctx: &ConnCtx, nowait: bool) -> AmqpResult<()> {
@@ -409,13 +449,16 @@ impl Channel {
         Ok(())
     }
 
-    pub(super) fn tx_select(&mut self) -> AmqpResult<()> {
+    pub(super) fn tx_select(&mut self, ctx: &ConnCtx) -> AmqpResult<()> {
         if self.confirms.is_some() {
             return Err(AmqpError::precondition_failed(
                 "cannot switch from confirm to tx mode",
             ));
         }
-        self.tx.get_or_insert_with(Tx::default);
+        self.tx.get_or_insert_with(|| Tx {
+            log: ctx.vhost.store.as_ref().map(|s| s.log.clone()),
+            ..Tx::default()
+        });
         self.send(&Method::TxSelectOk);
         Ok(())
     }
@@ -428,13 +471,24 @@ impl Channel {
         };
         let publishes = std::mem::take(&mut tx.publishes);
         let settles = std::mem::take(&mut tx.settles);
+        let mut ticket = 0;
         for (exchange, msg, mandatory) in publishes {
-            self.route_message(ctx, &exchange, msg, mandatory);
+            ticket = ticket.max(self.route_message(ctx, &exchange, msg, mandatory).1);
         }
         for s in settles {
             apply_settle(s.entries, s.how);
         }
-        self.send(&Method::TxCommitOk);
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        let durable = tx.log.as_ref().map_or(u64::MAX, |l| l.durable());
+        if tx.commits.is_empty() && ticket <= durable {
+            self.send(&Method::TxCommitOk);
+        } else {
+            // Answered by flush_commits once the log's fsync covers the ticket; the connection
+            // sees awaiting_durable and wakes on the log's durable position.
+            tx.commits.push_back(ticket);
+        }
         Ok(())
     }
 
@@ -486,4 +540,12 @@ fn send_acks(shared: &super::shared::ChannelShared, c: &mut Confirms) {
     shared
         .out
         .write(|b, _| ottermq_protocol::encode_method(b, id, &m));
+}
+
+/// Remembers a queue that holds this connection's publishers (flow control); the connection
+/// waits for it before reading more. An `Arc` clone only while flow is engaged.
+fn note_flow(ctx: &mut ConnCtx, q: Arc<Queue>) {
+    if ctx.flow_wait.is_none() && q.flow.holds(ctx.conn.id) {
+        ctx.flow_wait = Some(q);
+    }
 }

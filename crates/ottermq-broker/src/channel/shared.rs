@@ -181,6 +181,18 @@ impl ChannelShared {
         Ok(())
     }
 
+    /// Runs `f` with the next delivery tag under the delivery lock (so tags still reach the
+    /// client in order); None when the channel is closed.
+    pub fn with_next_tag<R>(&self, f: impl FnOnce(u64) -> R) -> Option<R> {
+        let mut st = self.state.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        Some(f(tag))
+    }
+
     /// Sends basic.get-ok with the message; records it as unacked unless `no_ack`.
     pub fn deliver_get(&self, queue: &Arc<Queue>, qm: QueuedMessage, remaining: u32, no_ack: bool) {
         let mut st = self.state.lock();

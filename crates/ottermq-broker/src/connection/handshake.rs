@@ -198,6 +198,15 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         )
         .await;
     };
+    // RabbitMQ: a user with no permission entry in the vhost may not open it (530).
+    if broker.users.permission(&vhost_name, &user.name).is_none() {
+        let e = AmqpError::not_allowed(format!(
+            "access to vhost '{vhost_name}' refused for user '{}'",
+            user.name
+        ));
+        tracing::warn!(%peer, user = %user.name, vhost = %vhost_name, "vhost access refused");
+        return refuse(r, e.on(10, 40)).await;
+    }
     {
         let mut info = r.handle.info.lock();
         info.user = user.name.clone();
@@ -214,11 +223,13 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
     Some(ConnCtx {
         broker: broker.clone(),
         vhost,
+        user: user.name.as_str().into(),
         conn: r.handle.clone(),
         route: RouteTargets::default(),
         exclusive_queues: Vec::new(),
         cancel_notify,
         blocked_notify,
+        flow_wait: None,
     })
 }
 

@@ -307,6 +307,11 @@ impl Connection {
                     timer.as_mut().reset(tokio::time::Instant::now() + silence);
                 }
             }
+            if let Some(q) = self.ctx.flow_wait.take() {
+                // Publisher flow control (queue/flow.rs): bounded, so heartbeats, the kill
+                // signal and the alarm are looked at again within FLOW_MAX_WAIT.
+                q.flow.wait().await;
+            }
             let blocked = self.blocked;
             // A client that does not read what it is sent is not read from either (TCP flow
             // control holds it); the heartbeat timer still runs, so one that never resumes is
@@ -544,7 +549,13 @@ impl Connection {
             }
             Method::ChannelCloseOk => Ok(()),
             other => match ch.handle_method(&mut self.ctx, other) {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    // A tx.commit whose commit-ok waits for the message log's fsync.
+                    if ch.awaiting_durable() && !self.durable_channels.contains(&id) {
+                        self.durable_channels.push(id);
+                    }
+                    Ok(())
+                }
                 Err(e) if e.is_connection_error() => Err(e),
                 Err(e) => {
                     close_channel_with(ch, &mut self.ctx, e);

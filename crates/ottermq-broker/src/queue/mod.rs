@@ -8,7 +8,10 @@
 
 pub mod consumer;
 pub mod dead_letter;
+pub mod dispatch;
+pub mod flow;
 pub mod limits;
+pub mod priority;
 pub mod ttl;
 
 use crate::error::{AmqpError, AmqpResult};
@@ -17,7 +20,7 @@ use crate::store::MessageLog;
 use consumer::Consumer;
 use ottermq_protocol::{FieldTable, ShortStr};
 use parking_lot::{Mutex, MutexGuard};
-use std::collections::VecDeque;
+use priority::ReadyList;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -49,6 +52,8 @@ pub struct Queue {
     vhost_ref: Weak<crate::vhost::VHost>,
     /// Some message with a deadline was enqueued: the expiry sweep looks at this queue.
     may_expire: AtomicBool,
+    /// Publisher flow control: holds publishers while consumers catch up.
+    pub flow: flow::QueueFlow,
 }
 
 /// What became of a publish to one queue.
@@ -71,7 +76,7 @@ impl Enqueued {
 
 #[derive(Debug)]
 struct QueueState {
-    ready: VecDeque<QueuedMessage>,
+    ready: ReadyList,
     ready_bytes: u64,
     next_seq: u64,
     unacked: u64,
@@ -80,6 +85,12 @@ struct QueueState {
     cursor: usize,
     /// An auto-delete queue goes when its last consumer goes, but only once it had one.
     had_consumer: bool,
+    /// `x-single-active-consumer`: only the first registered consumer receives.
+    single_active: bool,
+    /// A consumer took a message since flow last engaged (flow control, see [`flow`]).
+    delivered_since_flow: bool,
+    /// Connection of the consumer that last took a message.
+    last_consumer_conn: u64,
     /// Messages taken off under the lock to be dead-lettered once it is released.
     dead: Vec<(QueuedMessage, dead_letter::Reason)>,
     /// Last consumer change, basic.get or redeclare (`x-expires`).
@@ -87,15 +98,18 @@ struct QueueState {
 }
 
 impl QueueState {
-    fn new() -> Self {
+    fn new(ready: ReadyList, single_active: bool) -> Self {
         QueueState {
-            ready: VecDeque::new(),
+            ready,
             ready_bytes: 0,
             next_seq: 0,
             unacked: 0,
             consumers: Vec::new(),
             cursor: 0,
             had_consumer: false,
+            single_active,
+            delivered_since_flow: false,
+            last_consumer_conn: 0,
             dead: Vec::new(),
             last_used: Instant::now(),
         }
@@ -119,8 +133,17 @@ pub enum CancelOutcome {
 }
 
 impl Queue {
+    /// A queue with the behaviour its arguments ask for (`x-max-priority`,
+    /// `x-single-active-consumer`); the arguments were checked by `dispatch::check_args`.
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
         let limits = limits::QueueLimits::lenient(&options.arguments);
+        let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)
+            .ok()
+            .flatten();
+        let state = QueueState::new(
+            ReadyList::new(max),
+            dispatch::single_active(&options.arguments),
+        );
         Queue {
             limits,
             vhost_ref: Weak::new(),
@@ -129,10 +152,11 @@ impl Queue {
             vhost,
             options,
             owner,
-            state: Mutex::new(QueueState::new()),
+            state: Mutex::new(state),
             deleted: AtomicBool::new(false),
             stats: Default::default(),
             log: None,
+            flow: Default::default(),
         }
     }
 
@@ -267,6 +291,10 @@ impl Queue {
             st.push_ready(qm);
             st.drain(self);
             st.after_enqueue(&self.limits);
+            if st.ready.len() > flow::FLOW_HIGH && st.delivered_since_flow {
+                st.delivered_since_flow = false;
+                self.flow.engage(st.last_consumer_conn);
+            }
         }
         self.release(st);
         Enqueued::Accepted(ticket)
@@ -291,9 +319,8 @@ impl Queue {
                 continue;
             }
             qm.redelivered = true;
-            let pos = st.ready.partition_point(|m| m.seq < qm.seq);
             st.ready_bytes += qm.message.body.len() as u64;
-            st.ready.insert(pos, qm);
+            st.ready.insert_requeued(qm);
         }
         st.drain(self);
         st.after_enqueue(&self.limits);
@@ -323,6 +350,7 @@ impl Queue {
             self.release(st);
             return None;
         };
+        st.relieve_flow(self);
         if !no_ack {
             st.unacked += 1;
         }
@@ -352,14 +380,17 @@ impl Queue {
                 self.name, self.vhost
             )));
         }
-        // Higher priority first; equal priorities keep arrival order for round-robin.
-        let pos = st
-            .consumers
-            .partition_point(|c| c.priority >= consumer.priority);
+        let pos = dispatch::insert_position(&st.consumers, &consumer, st.single_active);
         st.consumers.insert(pos, consumer);
         st.had_consumer = true;
         st.last_used = Instant::now();
         Ok(())
+    }
+
+    /// Whether only the first registered consumer receives (`x-single-active-consumer`); when
+    /// it goes the next one takes over, so its removal must be followed by `drive`.
+    pub fn is_single_active(&self) -> bool {
+        self.state.lock().single_active
     }
 
     pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> CancelOutcome {
@@ -384,10 +415,11 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        for qm in st.ready.drain(..) {
+        for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
+        self.flow.release();
         n
     }
 
@@ -397,10 +429,11 @@ impl Queue {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.len() as u32;
-        for qm in st.ready.drain(..) {
+        for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
         }
         st.ready_bytes = 0;
+        self.flow.release();
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.cancel();
@@ -430,7 +463,7 @@ impl Queue {
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
         let st = self.state.lock();
-        st.ready.front().map(|m| m.enqueued_at.elapsed())
+        st.ready.oldest_enqueued().map(|t| t.elapsed())
     }
 }
 
@@ -480,6 +513,14 @@ impl QueueState {
                 break;
             }
         }
+        self.relieve_flow(queue);
+    }
+
+    /// Releases held publishers once the ready list is short again.
+    fn relieve_flow(&self, queue: &Queue) {
+        if self.ready.len() <= flow::FLOW_LOW && queue.flow.is_engaged() {
+            queue.flow.release();
+        }
     }
 
     /// Hands one message to the next consumer with credit among the highest-priority ones.
@@ -487,26 +528,9 @@ impl QueueState {
     #[allow(clippy::result_large_err)]
     fn deliver_one(&mut self, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
         let n = self.consumers.len();
-        if n == 0 {
+        let Some(idx) = dispatch::pick(&self.consumers, self.cursor, self.single_active) else {
             return Err(qm);
-        }
-        let mut best: Option<usize> = None;
-        for i in 0..n {
-            let idx = (self.cursor + i) % n;
-            let c = &self.consumers[idx];
-            if let Some(b) = best {
-                if self.consumers[b].priority >= c.priority {
-                    continue;
-                }
-            }
-            if c.has_credit() {
-                best = Some(idx);
-                if c.priority == self.consumers[0].priority {
-                    break; // nobody outranks the top priority
-                }
-            }
-        }
-        let Some(idx) = best else { return Err(qm) };
+        };
         let consumer = &self.consumers[idx];
         let (redelivered, waited) = (qm.redelivered, qm.enqueued_at.elapsed());
         let persist_id = qm.persist_id;
@@ -523,6 +547,8 @@ impl QueueState {
         if !consumer.no_ack {
             self.unacked += 1;
         }
+        self.delivered_since_flow = true;
+        self.last_consumer_conn = consumer.channel.conn_id;
         self.cursor = (idx + 1) % n;
         Ok(())
     }

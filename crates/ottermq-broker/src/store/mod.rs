@@ -9,12 +9,14 @@
 //! - `commit.rs`: the group-commit thread (one write + one fdatasync per batch).
 //! - `definitions.rs`: the definitions log.
 //! - `recovery.rs`: replaying segments at start and the damage report.
+//! - `users.rs`: users and permissions (`users.log` at the top of the data directory).
 
 pub mod commit;
 pub mod definitions;
 pub mod log;
 pub mod record;
 pub mod recovery;
+pub mod users;
 
 use definitions::{DefChange, DefinitionsLog, VhostDefs};
 pub use log::MessageLog;

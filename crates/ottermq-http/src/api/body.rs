@@ -69,7 +69,7 @@ fn header_value(v: &Value) -> ApiResult<FieldValue> {
     })
 }
 
-fn headers_table(o: &Map<String, Value>) -> ApiResult<FieldTable> {
+pub(crate) fn headers_table(o: &Map<String, Value>) -> ApiResult<FieldTable> {
     let mut t = FieldTable::default();
     for (k, v) in o {
         t.insert(short(k, "headers")?, header_value(v)?);

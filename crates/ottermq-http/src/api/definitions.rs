@@ -17,7 +17,7 @@ use ottermq_protocol::{FieldTable, FieldValue, LongStr, ShortStr};
 use serde_json::{json, Map, Value};
 
 /// Everything the broker would restore at start (durable objects of every vhost), plus the
-/// vhosts and users (without passwords: those stay in the configuration file).
+/// vhosts, users (with their salted password hashes, never passwords) and permissions.
 pub fn export(broker: &Broker) -> Value {
     let (mut vhosts, mut exchanges, mut queues, mut bindings) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -70,9 +70,11 @@ pub fn export(broker: &Broker) -> Value {
         "rabbit_version": "3.10.0",
         "product_name": "OtterMQ",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "users": [],
+        "users": broker.users.users().iter().map(super::admin::user_json).collect::<Vec<_>>(),
         "vhosts": vhosts,
-        "permissions": [],
+        "permissions": broker.users.permissions().iter().map(|(v, u, p)| json!({
+            "user": u, "vhost": v, "configure": p.configure, "write": p.write, "read": p.read,
+        })).collect::<Vec<_>>(),
         "exchanges": exchanges,
         "queues": queues,
         "bindings": bindings,
@@ -83,6 +85,8 @@ pub fn export(broker: &Broker) -> Value {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Imported {
     pub vhosts: usize,
+    pub users: usize,
+    pub permissions: usize,
     pub exchanges: usize,
     pub queues: usize,
     pub bindings: usize,
@@ -153,13 +157,41 @@ fn list<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], Strin
 /// Declares what a definitions document lists: vhosts, then exchanges, queues, bindings (so
 /// bindings find their ends). Existing equivalent objects are left alone; an inequivalent one or
 /// a binding to a missing object fails the import at that point with a message naming it.
-/// Users and permissions are not imported (users come from the configuration file).
+/// Users (`password_hash` + `hashing_algorithm`, or `password`) replace users of the same
+/// name; permissions need their user and vhost.
 pub fn import(broker: &Broker, doc: &Value) -> Result<Imported, String> {
+    use ottermq_broker::store::users::UserChange;
     let doc = doc.as_object().ok_or("definitions must be a JSON object")?;
     let mut n = Imported::default();
     for v in list(doc, "vhosts")? {
         broker.add_vhost(str_field(v, "name", "vhost")?);
         n.vhosts += 1;
+    }
+    for u in list(doc, "users")? {
+        let name = str_field(u, "name", "user")?;
+        let user = super::admin::user_from_json(name, u)
+            .map_err(|e| format!("user '{name}': {}", e.reason))?;
+        broker.users.change(UserChange::PutUser(user));
+        n.users += 1;
+    }
+    for p in list(doc, "permissions")? {
+        let user = str_field(p, "user", "permission")?;
+        let vhost = str_field(p, "vhost", "permission")?;
+        let what = format!("permission of user '{user}' in vhost '{vhost}'");
+        if broker.vhost(vhost).is_none() {
+            return Err(format!("{what}: vhost '{vhost}' does not exist"));
+        }
+        if broker.users.user(user).is_none() {
+            return Err(format!("{what}: user '{user}' does not exist"));
+        }
+        let perm =
+            super::admin::permission_from_json(p).map_err(|e| format!("{what}: {}", e.reason))?;
+        broker.users.change(UserChange::SetPermission {
+            vhost: vhost.into(),
+            user: user.into(),
+            perm,
+        });
+        n.permissions += 1;
     }
     let vhost = |o: &Value, what: &str| {
         let name = o.get("vhost").and_then(Value::as_str).unwrap_or("/");
@@ -233,17 +265,7 @@ pub fn import(broker: &Broker, doc: &Value) -> Result<Imported, String> {
     Ok(n)
 }
 
-fn require_admin(user: &AuthUser) -> ApiResult<()> {
-    if user.tags.iter().any(|t| t == "administrator") {
-        Ok(())
-    } else {
-        Err(ApiError {
-            status: StatusCode::FORBIDDEN,
-            error: "not_authorised",
-            reason: "administrator tag required".into(),
-        })
-    }
-}
+use super::admin::require_admin;
 
 pub async fn get_definitions(
     State(s): State<AppState>,

@@ -118,7 +118,7 @@ pub fn binding_json(vhost: &str, source: &ShortStr, b: &Binding) -> Value {
         "destination_type": dest_type,
         "routing_key": b.routing_key.to_string(),
         "arguments": table_json(&b.arguments),
-        "properties_key": if b.routing_key.is_empty() { "~".to_string() } else { b.routing_key.to_string() },
+        "properties_key": super::objects::properties_key(&b.routing_key.to_string(), &b.arguments),
     })
 }
 

@@ -1,10 +1,12 @@
 //! The management API's read endpoints, in RabbitMQ's JSON shape for the fields they share, so
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
+pub mod admin;
 mod body;
 pub mod definitions;
 mod json;
 pub mod metrics;
+pub mod objects;
 pub mod paging;
 pub mod publish;
 pub mod queue_actions;

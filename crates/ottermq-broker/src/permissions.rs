@@ -1,0 +1,459 @@
+//! Users, their tags and password hashes, and per-vhost permissions (configure, write, read
+//! regular expressions), with RabbitMQ 3.10's semantics:
+//!
+//! - a permission regex is searched for in the resource name (`re:run` without anchors: users
+//!   write `^...$` to anchor); an empty regex means `^$`, matching nothing but the empty name;
+//! - the default exchange is checked as `amq.default`;
+//! - a user may open a connection to a vhost when it has any permission entry there;
+//! - password hashes are `base64(salt ++ H(salt ++ password))` with a 4-byte salt, H SHA-256
+//!   (`rabbit_password_hashing_sha256`, the default) or SHA-512, so RabbitMQ's exported
+//!   `password_hash` values load and ours load in RabbitMQ.
+//!
+//! The store is one `RwLock` read per check; checks happen on declares, binds, consume and get
+//! (rare), while publishes are cached per channel (see `channel/publish.rs`).
+
+use crate::error::{AmqpError, AmqpResult};
+use crate::store::users::{UserChange, UsersLog};
+use base64::Engine;
+use parking_lot::RwLock;
+use regex::Regex;
+use sha2::{Digest, Sha256, Sha512};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The three kinds of access RabbitMQ checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Configure,
+    Write,
+    Read,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Configure => "configure",
+            Access::Write => "write",
+            Access::Read => "read",
+        }
+    }
+}
+
+/// The hashing algorithm of a stored password hash (RabbitMQ's `hashing_algorithm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    Sha256,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    /// RabbitMQ's module name for it, as definitions files carry it.
+    pub fn rabbit_name(self) -> &'static str {
+        match self {
+            HashAlgorithm::Sha256 => "rabbit_password_hashing_sha256",
+            HashAlgorithm::Sha512 => "rabbit_password_hashing_sha512",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "rabbit_password_hashing_sha256" | "sha256" => Some(HashAlgorithm::Sha256),
+            "rabbit_password_hashing_sha512" | "sha512" => Some(HashAlgorithm::Sha512),
+            _ => None,
+        }
+    }
+
+    fn digest(self, salt: &[u8], password: &[u8]) -> Vec<u8> {
+        match self {
+            HashAlgorithm::Sha256 => {
+                let mut h = Sha256::new();
+                h.update(salt);
+                h.update(password);
+                h.finalize().to_vec()
+            }
+            HashAlgorithm::Sha512 => {
+                let mut h = Sha512::new();
+                h.update(salt);
+                h.update(password);
+                h.finalize().to_vec()
+            }
+        }
+    }
+
+    fn digest_len(self) -> usize {
+        match self {
+            HashAlgorithm::Sha256 => 32,
+            HashAlgorithm::Sha512 => 64,
+        }
+    }
+}
+
+/// A password hash as RabbitMQ stores it: 4 bytes of salt then the digest of salt ++ password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordHash {
+    pub algorithm: HashAlgorithm,
+    /// salt ++ digest; empty means the user has no password and cannot log in with one
+    /// (RabbitMQ's passwordless users).
+    pub bytes: Vec<u8>,
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh random salt (SHA-256, RabbitMQ's default).
+    pub fn new(password: &str) -> Self {
+        let salt: [u8; 4] = rand::random();
+        let algorithm = HashAlgorithm::Sha256;
+        let mut bytes = salt.to_vec();
+        bytes.extend(algorithm.digest(&salt, password.as_bytes()));
+        PasswordHash { algorithm, bytes }
+    }
+
+    /// Reads RabbitMQ's base64 `password_hash`; the empty string is a passwordless user.
+    pub fn from_base64(algorithm: HashAlgorithm, b64: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        if !bytes.is_empty() && bytes.len() != 4 + algorithm.digest_len() {
+            return None;
+        }
+        Some(PasswordHash { algorithm, bytes })
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.bytes)
+    }
+
+    /// Whether `password` hashes to this (constant time in the digest).
+    pub fn verify(&self, password: &str) -> bool {
+        if self.bytes.len() < 4 {
+            return false;
+        }
+        let (salt, want) = self.bytes.split_at(4);
+        let got = self.algorithm.digest(salt, password.as_bytes());
+        got.len() == want.len() && got.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
+    }
+}
+
+/// A user as the broker keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub hash: PasswordHash,
+    /// Management tags: administrator, monitoring, management, policymaker (or none).
+    pub tags: Vec<String>,
+}
+
+impl User {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// A user's permissions in one vhost: the three regexes as given and compiled.
+#[derive(Debug, Clone)]
+pub struct Permission {
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+    compiled: [Regex; 3],
+}
+
+impl PartialEq for Permission {
+    fn eq(&self, o: &Self) -> bool {
+        self.configure == o.configure && self.write == o.write && self.read == o.read
+    }
+}
+
+fn compile(re: &str) -> Result<Regex, String> {
+    // RabbitMQ treats the empty regex as "^$" (nothing but the empty name).
+    let src = if re.is_empty() { "^$" } else { re };
+    Regex::new(src).map_err(|e| format!("invalid regular expression '{re}': {e}"))
+}
+
+impl Permission {
+    /// Compiles the three regexes; the error names the bad one.
+    pub fn new(configure: &str, write: &str, read: &str) -> Result<Self, String> {
+        Ok(Permission {
+            compiled: [compile(configure)?, compile(write)?, compile(read)?],
+            configure: configure.into(),
+            write: write.into(),
+            read: read.into(),
+        })
+    }
+
+    /// Full access (`.*` for all three), what the configured users get on configured vhosts.
+    pub fn all() -> Self {
+        Permission::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* compiles"))
+    }
+
+    /// Whether `access` to a resource called `name` is allowed (unanchored search, as
+    /// RabbitMQ's `re:run`).
+    pub fn allows(&self, access: Access, name: &[u8]) -> bool {
+        let re = &self.compiled[access as usize];
+        match std::str::from_utf8(name) {
+            Ok(s) => re.is_match(s),
+            // Names are UTF-8 on every client we know; a name that is not is refused.
+            Err(_) => false,
+        }
+    }
+}
+
+/// The kind of resource in a refusal text, as RabbitMQ's `rabbit_misc:rs/1` writes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource {
+    Exchange,
+    Queue,
+}
+
+/// The default exchange's name for permission checks.
+pub const DEFAULT_EXCHANGE_ALIAS: &[u8] = b"amq.default";
+
+#[derive(Debug, Default, Clone)]
+struct Model {
+    users: BTreeMap<String, User>,
+    /// (vhost, user) -> permission.
+    permissions: BTreeMap<(String, String), Arc<Permission>>,
+}
+
+impl Model {
+    fn apply(&mut self, c: UserChange) {
+        match c {
+            UserChange::PutUser(u) => {
+                self.users.insert(u.name.clone(), u);
+            }
+            UserChange::DeleteUser(name) => {
+                self.users.remove(&name);
+                self.permissions.retain(|(_, u), _| *u != name);
+            }
+            UserChange::SetPermission { vhost, user, perm } => {
+                self.permissions.insert((vhost, user), Arc::new(perm));
+            }
+            UserChange::ClearPermission { vhost, user } => {
+                self.permissions.remove(&(vhost, user));
+            }
+            UserChange::DeleteVhost(vhost) => {
+                self.permissions.retain(|(v, _), _| *v != vhost);
+            }
+        }
+    }
+
+    fn changes(&self) -> Vec<UserChange> {
+        let mut out: Vec<UserChange> = self
+            .users
+            .values()
+            .cloned()
+            .map(UserChange::PutUser)
+            .collect();
+        for ((vhost, user), perm) in &self.permissions {
+            out.push(UserChange::SetPermission {
+                vhost: vhost.clone(),
+                user: user.clone(),
+                perm: (**perm).clone(),
+            });
+        }
+        out
+    }
+}
+
+/// Users and permissions, stored in `users.log` when the broker has a data directory.
+#[derive(Debug)]
+pub struct UserStore {
+    model: RwLock<Model>,
+    log: Option<UsersLog>,
+    /// Orders changes: held while one is recorded and applied, so the log's order is the
+    /// model's, without holding the model's lock (which every check reads) during the fsync.
+    writer: parking_lot::Mutex<()>,
+}
+
+impl UserStore {
+    /// An in-memory store holding `seed`.
+    pub fn in_memory(seed: impl IntoIterator<Item = UserChange>) -> Self {
+        let mut model = Model::default();
+        for c in seed {
+            model.apply(c);
+        }
+        UserStore {
+            model: RwLock::new(model),
+            log: None,
+            writer: Default::default(),
+        }
+    }
+
+    /// Opens the store under `data_dir`. On first start (no log yet) `seed` fills it; later
+    /// starts apply only those seed users (with their permissions) that the store does not
+    /// know, so a password changed through the API is kept.
+    pub fn open(
+        data_dir: &Path,
+        seed: Vec<UserChange>,
+        issues: &mut Vec<crate::store::recovery::Issue>,
+    ) -> std::io::Result<Self> {
+        let (recovered, fresh) = UsersLog::replay(data_dir, issues)?;
+        let mut model = Model::default();
+        for c in recovered {
+            model.apply(c);
+        }
+        let known: Vec<String> = model.users.keys().cloned().collect();
+        for c in seed {
+            let take = fresh
+                || match &c {
+                    UserChange::PutUser(u) => !known.contains(&u.name),
+                    UserChange::SetPermission { user, .. } => !known.contains(user),
+                    _ => false,
+                };
+            if take {
+                model.apply(c);
+            }
+        }
+        let log = UsersLog::rewrite(data_dir, &model.changes())?;
+        Ok(UserStore {
+            model: RwLock::new(model),
+            log: Some(log),
+            writer: Default::default(),
+        })
+    }
+
+    /// Applies a change and, when stored, records it (synced before returning).
+    pub fn change(&self, c: UserChange) {
+        let _order = self.writer.lock();
+        if let Some(log) = &self.log {
+            log.record(&c);
+        }
+        self.model.write().apply(c);
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.model.read().users.get(name).cloned()
+    }
+
+    pub fn users(&self) -> Vec<User> {
+        self.model.read().users.values().cloned().collect()
+    }
+
+    pub fn permission(&self, vhost: &str, user: &str) -> Option<Arc<Permission>> {
+        self.model
+            .read()
+            .permissions
+            .get(&(vhost.to_string(), user.to_string()))
+            .cloned()
+    }
+
+    /// Every (vhost, user, permission), ordered by vhost then user.
+    pub fn permissions(&self) -> Vec<(String, String, Arc<Permission>)> {
+        self.model
+            .read()
+            .permissions
+            .iter()
+            .map(|((v, u), p)| (v.clone(), u.clone(), p.clone()))
+            .collect()
+    }
+}
+
+/// Checks `access` to a resource for a user, with RabbitMQ's refusal text
+/// (`configure access to queue 'q' in vhost '/' refused for user 'u'`).
+pub fn check(
+    perm: Option<&Permission>,
+    access: Access,
+    kind: Resource,
+    name: &[u8],
+    vhost: &str,
+    user: &str,
+) -> Result<(), AmqpError> {
+    let name = match kind {
+        Resource::Exchange if name.is_empty() => DEFAULT_EXCHANGE_ALIAS,
+        _ => name,
+    };
+    if perm.is_some_and(|p| p.allows(access, name)) {
+        return Ok(());
+    }
+    let kind = match kind {
+        Resource::Exchange => "exchange",
+        Resource::Queue => "queue",
+    };
+    Err(AmqpError::access_refused(format!(
+        "{} access to {kind} '{}' in vhost '{vhost}' refused for user '{user}'",
+        access.as_str(),
+        String::from_utf8_lossy(name)
+    )))
+}
+
+impl crate::channel::ConnCtx {
+    /// Checks the connection's user for `access` to a resource of this vhost (403 on refusal).
+    pub(crate) fn authorize(&self, access: Access, kind: Resource, name: &[u8]) -> AmqpResult<()> {
+        let perm = self.broker.users.permission(&self.vhost.name, &self.user);
+        check(
+            perm.as_deref(),
+            access,
+            kind,
+            name,
+            &self.vhost.name,
+            &self.user,
+        )
+    }
+}
+
+/// Exchange names a channel has been allowed to publish to, most recent first, at most
+/// [`PermitCache::SIZE`] (RabbitMQ keeps 12 checks per channel). Only grants are cached.
+#[derive(Debug, Default)]
+pub struct PermitCache {
+    names: Vec<ottermq_protocol::ShortStr>,
+}
+
+impl PermitCache {
+    pub const SIZE: usize = 12;
+
+    /// Whether `name` was allowed before; otherwise checks it and remembers a grant.
+    pub(crate) fn check_write(
+        &mut self,
+        ctx: &crate::channel::ConnCtx,
+        name: &ottermq_protocol::ShortStr,
+    ) -> AmqpResult<()> {
+        if self.names.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        ctx.authorize(Access::Write, Resource::Exchange, name.as_bytes())?;
+        if self.names.len() >= Self::SIZE {
+            self.names.pop();
+        }
+        self.names.insert(0, name.clone());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rabbitmq_hash_of_guest_verifies() {
+        // RabbitMQ's layout, computed independently (Python hashlib): salt 908e2b21,
+        // base64(salt ++ sha256(salt ++ "guest")).
+        let h = PasswordHash::from_base64(
+            HashAlgorithm::Sha256,
+            "kI4rIVshA/sDT+L+ElYhgBMbiqM30ZGIhCB6KwYdGaW20+nx",
+        )
+        .unwrap();
+        assert!(h.verify("guest"));
+        assert!(!h.verify("guesT"));
+        let ours = PasswordHash::new("pw");
+        assert!(ours.verify("pw"));
+        let back = PasswordHash::from_base64(HashAlgorithm::Sha256, &ours.to_base64()).unwrap();
+        assert_eq!(back, ours);
+        assert!(PasswordHash::from_base64(HashAlgorithm::Sha256, "AAAA").is_none());
+    }
+
+    #[test]
+    fn regexes_are_searched_unanchored_and_empty_means_nothing() {
+        let p = Permission::new("^app-", "orders", "").unwrap();
+        assert!(p.allows(Access::Configure, b"app-q"));
+        assert!(!p.allows(Access::Configure, b"my-app-q"));
+        assert!(p.allows(Access::Write, b"my-orders-x"));
+        assert!(!p.allows(Access::Read, b"anything"));
+        assert!(Permission::new("(", ".*", ".*").is_err());
+        let e = check(Some(&p), Access::Write, Resource::Exchange, b"", "/", "u").unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.text,
+            "ACCESS_REFUSED - write access to exchange 'amq.default' in vhost '/' refused for user 'u'"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The scenarios ottermq-perf gained for S4 (fanout to several queues), S6 (many rate-limited
+//! connections, broker CPU and memory) and the sink, each run for a second: the binary against
+//! an in-process broker on port 0 (or against its own sink), its JSON report checked for
+//! non-zero, consistent counts.
+
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const PERF: &str = env!("CARGO_BIN_EXE_ottermq-perf");
+
+/// Runs the perf binary to completion and parses its final JSON line.
+async fn perf(args: &[&str]) -> Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new(PERF)
+            .args(args)
+            .arg("--quiet")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("ottermq-perf did not finish")
+    .expect("ottermq-perf ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "ottermq-perf failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("a report line");
+    serde_json::from_str(line).expect("report is JSON")
+}
+
+fn n(v: &Value, path: &[&str]) -> u64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} missing in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_to_ten_queues_delivers_every_message_to_each_consumer() {
+    let server = ottermq::testing::start_test_broker().await;
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let r = perf(&[
+        "--uri",
+        &uri,
+        "-z",
+        "1",
+        "-x",
+        "1",
+        "-y",
+        "10",
+        "-s",
+        "256",
+        "--rate",
+        "2000",
+        "--queue",
+        "s4",
+        "--queues",
+        "10",
+        "--exchange",
+        "s4-fanout",
+        "--exchange-type",
+        "fanout",
+    ])
+    .await;
+    let (sent, received) = (n(&r, &["sent"]), n(&r, &["received"]));
+    assert!(sent > 0, "{r}");
+    assert_eq!(n(&r, &["queues"]), 10);
+    // Every consumer has its own queue; each publish reaches all ten, minus what was still in
+    // flight when the run stopped.
+    assert_eq!(n(&r, &["received_per_consumer", "idle"]), 0, "{r}");
+    assert!(received <= sent * 10, "{r}");
+    assert!(received >= sent * 10 / 2, "{r}");
+    assert!(n(&r, &["received_per_consumer", "max"]) <= sent, "{r}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_rate_limited_connections_report_broker_cpu_and_memory() {
+    let server = ottermq::testing::start_test_broker().await;
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    // The broker runs in this test process, so its pid is ours.
+    let pid = std::process::id().to_string();
+    let r = perf(&[
+        "--uri",
+        &uri,
+        "-z",
+        "2",
+        "-x",
+        "20",
+        "-y",
+        "20",
+        "--rate",
+        "10",
+        "-s",
+        "64",
+        "--queue",
+        "s6",
+        "--queues",
+        "20",
+        "--broker-pid",
+        &pid,
+    ])
+    .await;
+    let (sent, received) = (n(&r, &["sent"]), n(&r, &["received"]));
+    // 20 producers at 10 msg/s for 2 s, started together: about 400.
+    assert!((200..=20 * 10 * 3).contains(&sent), "{r}");
+    assert!(received > 0 && received <= sent, "{r}");
+    assert!(n(&r, &["broker", "rss_kib_max"]) > 0, "{r}");
+    assert!(
+        r["broker"]["cpu_percent"].as_f64().expect("broker cpu") >= 0.0,
+        "{r}"
+    );
+    assert!(
+        r["perf_cpu_percent"].as_f64().expect("perf cpu") > 0.0,
+        "{r}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_takes_publishes_and_confirms_them() {
+    let mut sink = Command::new(PERF)
+        .args(["--sink", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sink started");
+    let mut lines = BufReader::new(sink.stdout.take().expect("stdout")).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("sink printed its address")
+        .expect("read")
+        .expect("a line");
+    let addr: Value = serde_json::from_str(&first).expect("JSON");
+    let addr = addr["sink"].as_str().expect("address").to_string();
+    let uri = format!("amqp://guest:guest@{addr}/%2f");
+    let r = perf(&[
+        "--uri",
+        &uri,
+        "-z",
+        "1",
+        "-x",
+        "1",
+        "-y",
+        "0",
+        "--confirm",
+        "1000",
+    ])
+    .await;
+    let sent = n(&r, &["sent"]);
+    assert!(sent > 0, "{r}");
+    assert_eq!(n(&r, &["received"]), 0);
+    // Confirms come back per read; all but the last window are in by the end.
+    assert!(n(&r, &["confirmed"]) + 1000 >= sent, "{r}");
+    let _ = sink.kill().await;
+}

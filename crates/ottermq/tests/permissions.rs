@@ -1,0 +1,467 @@
+//! Per-vhost permissions enforced on AMQP operations, with RabbitMQ 3.10's reply codes: each
+//! refused operation closes its channel with 403 ACCESS_REFUSED naming the method, a vhost
+//! without any permission refuses connection.open with 530 NOT_ALLOWED. Publishes are checked
+//! over a raw socket (lapin reports a channel closed by a publish racily).
+
+mod common;
+use common::*;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use ottermq_broker::permissions::{PasswordHash, Permission, User};
+use ottermq_broker::store::users::UserChange;
+use ottermq_protocol::*;
+
+const USER: &str = "limited";
+const PASS: &str = "limited-pw";
+
+fn add_user(server: &ottermq::RunningServer, name: &str, pass: &str) {
+    server.broker.users.change(UserChange::PutUser(User {
+        name: name.into(),
+        hash: PasswordHash::new(pass),
+        tags: vec![],
+    }));
+}
+
+fn grant(server: &ottermq::RunningServer, user: &str, c: &str, w: &str, r: &str) {
+    server.broker.users.change(UserChange::SetPermission {
+        vhost: "/".into(),
+        user: user.into(),
+        perm: Permission::new(c, w, r).expect("regexes"),
+    });
+}
+
+fn url(server: &ottermq::RunningServer, user: &str, pass: &str) -> String {
+    format!("amqp://{user}:{pass}@{}/%2f", server.amqp_addr)
+}
+
+/// A raw client through connection.open as `user`; returns the client and what the broker
+/// answered to connection.open.
+async fn raw_open(
+    addr: std::net::SocketAddr,
+    user: &str,
+    pass: &str,
+    vhost: &str,
+) -> (Raw, Method) {
+    let mut r = Raw::connect(addr).await;
+    r.send_bytes(PROTOCOL_HEADER).await;
+    let (_, m) = r.method().await.expect("start");
+    assert!(matches!(m, Method::ConnectionStart(_)), "got {m:?}");
+    r.send(
+        0,
+        &Method::ConnectionStartOk(ConnectionStartOk {
+            client_properties: ottermq_protocol::FieldTable::new(),
+            mechanism: "PLAIN".into(),
+            response: LongStr::from(format!("\0{user}\0{pass}").as_str()),
+            locale: "en_US".into(),
+        }),
+    )
+    .await;
+    let (_, m) = r.method().await.expect("tune");
+    let Method::ConnectionTune(t) = m else {
+        panic!("expected tune, got {m:?}")
+    };
+    r.send(
+        0,
+        &Method::ConnectionTuneOk(ConnectionTuneOk {
+            channel_max: t.channel_max,
+            frame_max: t.frame_max,
+            heartbeat: 0,
+        }),
+    )
+    .await;
+    r.send(
+        0,
+        &Method::ConnectionOpen(ConnectionOpen {
+            virtual_host: vhost.into(),
+        }),
+    )
+    .await;
+    let (_, m) = r.method().await.expect("answer to open");
+    (r, m)
+}
+
+async fn raw_channel(r: &mut Raw, ch: u16) {
+    r.send(ch, &Method::ChannelOpen).await;
+    match r.method().await {
+        Some((c, Method::ChannelOpenOk)) if c == ch => {}
+        other => panic!("expected channel.open-ok, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn vhost_without_permissions_refuses_connection_open_with_530() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return; // sets users up through the in-process broker
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    // lapin sees the connection refused with NOT_ALLOWED.
+    match lapin::Connection::connect(
+        &url(&server, USER, PASS),
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    {
+        Ok(_) => panic!("connection.open without permissions succeeded"),
+        Err(e) => assert_eq!(reply_code(&e), Some(530), "{e:?}"),
+    }
+    // On the wire: connection.close 530 naming connection.open, RabbitMQ's text.
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    let Method::ConnectionClose(c) = m else {
+        panic!("expected connection.close, got {m:?}")
+    };
+    assert_eq!((c.reply_code, c.class_id, c.method_id), (530, 10, 40));
+    assert_eq!(
+        c.reply_text.to_string(),
+        "NOT_ALLOWED - access to vhost '/' refused for user 'limited'"
+    );
+    r.send(0, &Method::ConnectionCloseOk).await;
+    // Any permission entry at all (even one matching nothing) opens the vhost, as in RabbitMQ.
+    grant(&server, USER, "", "", "");
+    let (_, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn each_operation_is_checked_against_its_permission() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    // configure: cfg-* and all-*; write: w-* and all-*; read: r-* and all-*.
+    grant(&server, USER, "^(cfg|all)-", "^(w|all)-", "^(r|all)-");
+    // Objects made by guest (full permissions) for the limited user to act on.
+    let admin = lapin_connect(&url(&server, "guest", "guest")).await;
+    let ach = within("guest channel", admin.create_channel())
+        .await
+        .unwrap();
+    for q in ["cfg-q", "all-q", "w-q", "r-q"] {
+        within(
+            "declare",
+            ach.queue_declare(
+                q.into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    for x in ["cfg-x", "all-x", "r-x", "w-x", "other-x"] {
+        within(
+            "declare",
+            ach.exchange_declare(
+                x.into(),
+                lapin::ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+
+    let conn = lapin_connect(&url(&server, USER, PASS)).await;
+    let chan = || async { within("channel", conn.create_channel()).await.unwrap() };
+    let fanout = lapin::ExchangeKind::Fanout;
+    let xd = ExchangeDeclareOptions::default();
+    let t = FieldTable::default;
+
+    // exchange.declare: configure on the exchange.
+    let r = within(
+        "x declare",
+        chan()
+            .await
+            .exchange_declare("other-x".into(), fanout.clone(), xd, t()),
+    )
+    .await;
+    match &r {
+        Err(e) => assert!(
+            format!("{e:?}").contains(
+                "configure access to exchange 'other-x' in vhost '/' refused for user 'limited'"
+            ),
+            "{e:?}"
+        ),
+        Ok(_) => panic!("declare of other-x allowed"),
+    }
+    assert_code(r, 403);
+    within(
+        "allowed x declare",
+        chan()
+            .await
+            .exchange_declare("cfg-new-x".into(), fanout.clone(), xd, t()),
+    )
+    .await
+    .expect("configure on cfg-* allows declare");
+    // Passive declares check nothing in 3.10.
+    within(
+        "passive",
+        chan().await.exchange_declare(
+            "other-x".into(),
+            fanout.clone(),
+            ExchangeDeclareOptions {
+                passive: true,
+                ..xd
+            },
+            t(),
+        ),
+    )
+    .await
+    .expect("passive declare needs no permission");
+
+    // exchange.delete: configure.
+    assert_code(
+        within(
+            "x delete",
+            chan()
+                .await
+                .exchange_delete("w-x".into(), ExchangeDeleteOptions::default()),
+        )
+        .await,
+        403,
+    );
+
+    // queue.declare / queue.delete: configure; queue.purge: read.
+    let qd = QueueDeclareOptions::default();
+    assert_code(
+        within(
+            "q declare",
+            chan().await.queue_declare("w-q".into(), qd, t()),
+        )
+        .await,
+        403,
+    );
+    within(
+        "allowed q declare",
+        chan().await.queue_declare("cfg-q".into(), qd, t()),
+    )
+    .await
+    .expect("configure on cfg-q");
+    assert_code(
+        within(
+            "q delete",
+            chan()
+                .await
+                .queue_delete("r-q".into(), QueueDeleteOptions::default()),
+        )
+        .await,
+        403,
+    );
+    assert_code(
+        within(
+            "q purge",
+            chan()
+                .await
+                .queue_purge("cfg-q".into(), QueuePurgeOptions::default()),
+        )
+        .await,
+        403,
+    );
+    within(
+        "allowed purge",
+        chan()
+            .await
+            .queue_purge("r-q".into(), QueuePurgeOptions::default()),
+    )
+    .await
+    .expect("read on r-q allows purge");
+
+    // queue.bind: write on the queue and read on the exchange.
+    let qb = QueueBindOptions::default();
+    assert_code(
+        within(
+            "bind, no write on queue",
+            chan()
+                .await
+                .queue_bind("r-q".into(), "r-x".into(), "".into(), qb, t()),
+        )
+        .await,
+        403,
+    );
+    assert_code(
+        within(
+            "bind, no read on exchange",
+            chan()
+                .await
+                .queue_bind("w-q".into(), "w-x".into(), "".into(), qb, t()),
+        )
+        .await,
+        403,
+    );
+    within(
+        "allowed bind",
+        chan()
+            .await
+            .queue_bind("w-q".into(), "r-x".into(), "".into(), qb, t()),
+    )
+    .await
+    .expect("write on w-q and read on r-x allow the bind");
+    // queue.unbind is the same check.
+    assert_code(
+        within(
+            "unbind",
+            chan()
+                .await
+                .queue_unbind("r-q".into(), "r-x".into(), "".into(), t()),
+        )
+        .await,
+        403,
+    );
+
+    // exchange.bind: write on the destination, read on the source.
+    let eb = ExchangeBindOptions::default();
+    assert_code(
+        within(
+            "x bind",
+            chan()
+                .await
+                .exchange_bind("r-x".into(), "r-x".into(), "".into(), eb, t()),
+        )
+        .await,
+        403,
+    );
+    within(
+        "allowed x bind",
+        chan()
+            .await
+            .exchange_bind("w-x".into(), "r-x".into(), "".into(), eb, t()),
+    )
+    .await
+    .expect("write on w-x, read on r-x");
+
+    // basic.consume and basic.get: read on the queue.
+    assert_code(
+        within(
+            "consume",
+            chan().await.basic_consume(
+                "w-q".into(),
+                "c".into(),
+                BasicConsumeOptions::default(),
+                t(),
+            ),
+        )
+        .await,
+        403,
+    );
+    assert_code(
+        within(
+            "get",
+            chan()
+                .await
+                .basic_get("cfg-q".into(), BasicGetOptions::default()),
+        )
+        .await,
+        403,
+    );
+    within(
+        "allowed get",
+        chan()
+            .await
+            .basic_get("all-q".into(), BasicGetOptions::default()),
+    )
+    .await
+    .expect("read on all-q");
+
+    // Missing objects: the permission is checked first, as in RabbitMQ (403, not 404).
+    assert_code(
+        within(
+            "delete missing",
+            chan()
+                .await
+                .queue_delete("nope-q".into(), QueueDeleteOptions::default()),
+        )
+        .await,
+        403,
+    );
+
+    // basic.publish over a raw socket: write on the exchange, the default one as amq.default.
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "", "all-q", b"to the default exchange").await;
+    assert_eq!(r.expect_channel_close(1).await, (403, 60, 40));
+    raw_channel(&mut r, 2).await;
+    r.publish(2, "r-x", "", b"no write on r-x").await;
+    assert_eq!(r.expect_channel_close(2).await, (403, 60, 40));
+    // Not even a missing exchange is looked up without write permission.
+    raw_channel(&mut r, 3).await;
+    r.publish(3, "nope-x", "", b"x").await;
+    assert_eq!(r.expect_channel_close(3).await, (403, 60, 40));
+    // With write permission a missing exchange is the usual 404.
+    raw_channel(&mut r, 4).await;
+    r.publish(4, "w-missing", "", b"x").await;
+    assert_eq!(r.expect_channel_close(4).await, (404, 60, 40));
+
+    // An allowed publish is routed: all-x fans out to all-q.
+    within(
+        "bind all",
+        ach.queue_bind("all-q".into(), "all-x".into(), "".into(), qb, t()),
+    )
+    .await
+    .unwrap();
+    raw_channel(&mut r, 5).await;
+    r.publish(5, "all-x", "", b"allowed").await;
+    // A round trip on the same channel proves the publish did not close it.
+    r.send(
+        5,
+        &Method::QueueDeclare(QueueDeclare {
+            queue: "all-q".into(),
+            passive: true,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: ottermq_protocol::FieldTable::new(),
+        }),
+    )
+    .await;
+    match r.method().await {
+        Some((5, Method::QueueDeclareOk(ok))) => assert_eq!(ok.message_count, 1),
+        other => panic!("expected declare-ok with the message, got {other:?}"),
+    }
+    server.shutdown().await;
+}
+
+/// basic.qos and its qos-ok on `ch`: everything sent before on it has been processed.
+async fn qos_round_trip(r: &mut Raw, ch: u16) {
+    r.send(
+        ch,
+        &Method::BasicQos(BasicQos {
+            prefetch_size: 0,
+            prefetch_count: 1,
+            global: false,
+        }),
+    )
+    .await;
+    match r.method().await {
+        Some((c, Method::BasicQosOk)) if c == ch => {}
+        other => panic!("expected qos-ok on channel {ch}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn publish_checks_are_cached_per_channel() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    grant(&server, USER, ".*", ".*", ".*");
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "amq.fanout", "", b"first").await;
+    qos_round_trip(&mut r, 1).await;
+    // Write revoked: the channel that already published keeps its cached grant (as a
+    // RabbitMQ channel keeps its permission cache); a new channel is refused.
+    grant(&server, USER, ".*", "^$", ".*");
+    r.publish(1, "amq.fanout", "", b"second").await;
+    raw_channel(&mut r, 2).await;
+    r.publish(2, "amq.fanout", "", b"third").await;
+    assert_eq!(r.expect_channel_close(2).await, (403, 60, 40));
+    // Channel 1 is still open: it answers a method.
+    qos_round_trip(&mut r, 1).await;
+    server.shutdown().await;
+}
