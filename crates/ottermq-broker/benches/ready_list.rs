@@ -34,6 +34,7 @@ fn messages(priorities: bool) -> Vec<QueuedMessage> {
             redelivered: false,
             enqueued_at: now,
             persist_id: 0,
+            expires_at: None,
         })
         .collect()
 }

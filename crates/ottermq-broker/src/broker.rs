@@ -62,7 +62,7 @@ impl Broker {
             .map(|v| {
                 let vh = VHost::new(v, stats.clone());
                 vh.set_max_queues(config.max_queues_per_vhost);
-                (v.clone(), Arc::new(vh))
+                (v.clone(), vh)
             })
             .collect();
         let metrics = crate::sampler::MetricsHub::new(config.metrics);
@@ -157,7 +157,7 @@ impl Broker {
             .or_insert_with(|| {
                 let vh = VHost::with_store(name, self.stats.clone(), store);
                 vh.set_max_queues(self.config.max_queues_per_vhost);
-                Arc::new(vh)
+                vh
             })
             .clone()
     }
@@ -352,7 +352,7 @@ fn recover_vhost(
     let opened =
         crate::store::open_vhost(data_dir, name, config.segment_bytes, &mut report.issues)?;
     let log = opened.store.log.clone();
-    let v = Arc::new(VHost::with_store(name, stats.clone(), Some(opened.store)));
+    let v = VHost::with_store(name, stats.clone(), Some(opened.store));
     v.set_max_queues(config.max_queues_per_vhost);
     for e in opened.defs.exchanges {
         v.restore_exchange(e);

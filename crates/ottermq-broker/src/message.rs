@@ -47,4 +47,6 @@ pub struct QueuedMessage {
     /// Its id in the vhost's message log when it was written to disk (persistent message on a
     /// durable queue); 0 when it lives in memory only.
     pub persist_id: u64,
+    /// When its TTL runs out (queue `x-message-ttl` or its own `expiration`); None for most.
+    pub expires_at: Option<Instant>,
 }

@@ -79,6 +79,17 @@ pub fn message_totals(broker: &Broker) -> MessageTotals {
     t
 }
 
+/// Expiry, dead-letter and overflow counts over every queue, deleted ones included.
+pub fn queue_event_totals(broker: &Broker) -> crate::stats::QueueEventTotals {
+    let mut t = *broker.stats.retired_queue_events.lock();
+    for v in broker.vhosts() {
+        for q in v.queues() {
+            t.add_queue(&q.stats);
+        }
+    }
+    t
+}
+
 /// Body sizes of every message published since start (closed channels included), bytes.
 pub fn body_size_totals(broker: &Broker) -> HistogramSnapshot {
     let _retired = broker.stats.retired.lock();
@@ -138,6 +149,7 @@ impl Sampler {
         store.begin_tick(now_ms);
         let (mut ready, mut unacked, mut bytes, mut consumers, mut queues, mut exchanges) =
             (0, 0, 0, 0, 0, 0);
+        let mut events = *broker.stats.retired_queue_events.lock();
         for v in broker.vhosts() {
             for q in v.queues() {
                 let c = q.counts();
@@ -155,6 +167,14 @@ impl Sampler {
                 o.counter(MetricId::Acked, q.stats.acked.get());
                 o.counter(MetricId::Redelivered, q.stats.redelivered.get());
                 o.counter(MetricId::Rejected, q.stats.rejected.get());
+                let mut ev = crate::stats::QueueEventTotals::default();
+                ev.add_queue(&q.stats);
+                events.add(&ev);
+                // Only queues that ever expired, dead-lettered or dropped carry these series:
+                // five more series on every queue would cost memory for nothing.
+                if ev != crate::stats::QueueEventTotals::default() {
+                    event_counters(&mut o, &ev);
+                }
                 o.gauge(MetricId::MessagesReady, c.ready as i64);
                 o.gauge(MetricId::MessagesUnacked, c.unacked as i64);
                 o.gauge(MetricId::MessageBytes, c.ready_bytes as i64);
@@ -182,6 +202,7 @@ impl Sampler {
         o.counter(MetricId::Returned, totals.returned);
         o.counter(MetricId::Confirmed, totals.confirmed);
         o.counter(MetricId::Unroutable, totals.unroutable);
+        event_counters(&mut o, &events);
         o.gauge(MetricId::MessagesReady, ready);
         o.gauge(MetricId::MessagesUnacked, unacked);
         o.gauge(MetricId::MessageBytes, bytes);
@@ -226,6 +247,15 @@ impl Sampler {
         let tick = self.tick;
         self.readers.retain(|_, (_, seen)| *seen == tick);
     }
+}
+
+/// Records the expiry, dead-letter and overflow counters of a queue or of the broker.
+fn event_counters(o: &mut ottermq_metrics::ObjectRecorder<'_>, t: &crate::stats::QueueEventTotals) {
+    o.counter(MetricId::Expired, t.expired);
+    o.counter(MetricId::DeadLetteredRejected, t.dead_lettered_rejected);
+    o.counter(MetricId::DeadLetteredExpired, t.dead_lettered_expired);
+    o.counter(MetricId::DeadLetteredMaxlen, t.dead_lettered_maxlen);
+    o.counter(MetricId::OverflowDropped, t.overflow_dropped);
 }
 
 /// Runs the sampler every fine interval until `stop` resolves.

@@ -46,8 +46,45 @@ pub struct QueueStats {
     pub requeued: Counter,
     /// Settled without requeue by nack or reject (dropped or dead-lettered).
     pub rejected: Counter,
+    /// Messages whose TTL ran out (dropped or dead-lettered).
+    pub expired: Counter,
+    /// Messages republished through the dead-letter exchange, by reason.
+    pub dead_lettered_rejected: Counter,
+    pub dead_lettered_expired: Counter,
+    pub dead_lettered_maxlen: Counter,
+    /// Messages lost to a length limit: dropped from the head or refused at publish.
+    pub overflow_dropped: Counter,
     /// Enqueue-to-deliver time, µs.
     pub time_in_queue: Histogram,
+}
+
+/// Plain totals of the queue counters for expiry, dead-lettering and overflow, for broker-wide
+/// sums and for what deleted queues leave behind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueEventTotals {
+    pub expired: u64,
+    pub dead_lettered_rejected: u64,
+    pub dead_lettered_expired: u64,
+    pub dead_lettered_maxlen: u64,
+    pub overflow_dropped: u64,
+}
+
+impl QueueEventTotals {
+    pub fn add_queue(&mut self, s: &QueueStats) {
+        self.expired += s.expired.get();
+        self.dead_lettered_rejected += s.dead_lettered_rejected.get();
+        self.dead_lettered_expired += s.dead_lettered_expired.get();
+        self.dead_lettered_maxlen += s.dead_lettered_maxlen.get();
+        self.overflow_dropped += s.overflow_dropped.get();
+    }
+
+    pub fn add(&mut self, o: &QueueEventTotals) {
+        self.expired += o.expired;
+        self.dead_lettered_rejected += o.dead_lettered_rejected;
+        self.dead_lettered_expired += o.dead_lettered_expired;
+        self.dead_lettered_maxlen += o.dead_lettered_maxlen;
+        self.overflow_dropped += o.overflow_dropped;
+    }
 }
 
 /// Per-exchange counters (RabbitMQ's `publish_in` / `publish_out`).
@@ -175,6 +212,8 @@ pub struct BrokerStats {
     pub retired_histograms: Mutex<RetiredHistograms>,
     /// Counters of deleted exchanges.
     pub retired_exchanges: Mutex<ExchangeTotals>,
+    /// Expiry, dead-letter and overflow counters of deleted queues.
+    pub retired_queue_events: Mutex<QueueEventTotals>,
 }
 
 impl BrokerStats {
@@ -186,6 +225,7 @@ impl BrokerStats {
 
     /// Folds a deleted queue's time-in-queue distribution into the retired histograms.
     pub fn retire_queue(&self, s: &QueueStats) {
+        self.retired_queue_events.lock().add_queue(s);
         self.retired_histograms
             .lock()
             .time_in_queue

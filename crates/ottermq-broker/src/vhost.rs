@@ -27,6 +27,8 @@ pub struct VHost {
     max_queues: AtomicU32,
     /// Where durable definitions and persistent messages go; None for an in-memory broker.
     pub store: Option<Arc<VhostStore>>,
+    /// Itself, for queues that route dead-lettered messages back through it.
+    me: std::sync::Weak<VHost>,
     /// Direct reply-to consumers of this vhost's channels.
     pub reply_to: crate::channel::reply_to::Registry,
 }
@@ -44,7 +46,7 @@ pub struct ExchangeSpec {
 
 impl VHost {
     /// A vhost with the default exchange and the `amq.*` exchanges every RabbitMQ vhost has.
-    pub fn new(name: &str, stats: Arc<crate::stats::BrokerStats>) -> Self {
+    pub fn new(name: &str, stats: Arc<crate::stats::BrokerStats>) -> Arc<Self> {
         Self::with_store(name, stats, None)
     }
 
@@ -53,8 +55,18 @@ impl VHost {
         name: &str,
         stats: Arc<crate::stats::BrokerStats>,
         store: Option<Arc<VhostStore>>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self::build(name, stats, store, me.clone()))
+    }
+
+    fn build(
+        name: &str,
+        stats: Arc<crate::stats::BrokerStats>,
+        store: Option<Arc<VhostStore>>,
+        me: std::sync::Weak<VHost>,
     ) -> Self {
         let v = VHost {
+            me,
             name: Arc::from(name),
             stats,
             exchanges: RwLock::new(HashMap::new()),
@@ -250,7 +262,11 @@ impl VHost {
             }
             _ => None,
         };
-        let q = Arc::new(Queue::new(name.clone(), self.name.clone(), options, owner).with_log(log));
+        let q = Arc::new(
+            Queue::new(name.clone(), self.name.clone(), options, owner)
+                .with_log(log)
+                .with_vhost(self.me.clone()),
+        );
         map.insert(name, q.clone());
         self.stats.queues_declared.inc();
         Ok((q, true))
@@ -470,8 +486,11 @@ impl VHost {
             arguments: d.arguments,
         };
         let log = self.store.as_ref().map(|s| s.log.clone());
-        let q =
-            Arc::new(Queue::new(d.name.clone(), self.name.clone(), options, None).with_log(log));
+        let q = Arc::new(
+            Queue::new(d.name.clone(), self.name.clone(), options, None)
+                .with_log(log)
+                .with_vhost(self.me.clone()),
+        );
         map.insert(d.name, q.clone());
         q
     }

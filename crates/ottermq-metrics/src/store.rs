@@ -159,11 +159,21 @@ pub enum MetricId {
     RouteLatencyP95,
     /// Publish-to-route time, 99th percentile, µs.
     RouteLatencyP99,
+    /// Messages whose TTL ran out (dropped or dead-lettered). Rate.
+    Expired,
+    /// Messages dead-lettered after basic.reject / basic.nack without requeue. Rate.
+    DeadLetteredRejected,
+    /// Messages dead-lettered because their TTL ran out. Rate.
+    DeadLetteredExpired,
+    /// Messages dead-lettered by a length limit (drop-head or reject-publish-dlx). Rate.
+    DeadLetteredMaxlen,
+    /// Messages lost to a length limit: dropped from the head or refused at publish. Rate.
+    OverflowDropped,
 }
 
 impl MetricId {
     /// Every metric, in declaration order (for listings and name parsing).
-    pub const ALL: [MetricId; 34] = [
+    pub const ALL: [MetricId; 39] = [
         MetricId::Published,
         MetricId::Routed,
         MetricId::Unroutable,
@@ -198,6 +208,11 @@ impl MetricId {
         MetricId::RouteLatencyP50,
         MetricId::RouteLatencyP95,
         MetricId::RouteLatencyP99,
+        MetricId::Expired,
+        MetricId::DeadLetteredRejected,
+        MetricId::DeadLetteredExpired,
+        MetricId::DeadLetteredMaxlen,
+        MetricId::OverflowDropped,
     ];
 
     /// The stable snake_case name used by the REST API (`published`, `messages_ready`, ...).
@@ -237,6 +252,11 @@ impl MetricId {
             MetricId::RouteLatencyP50 => "route_latency_p50_us",
             MetricId::RouteLatencyP95 => "route_latency_p95_us",
             MetricId::RouteLatencyP99 => "route_latency_p99_us",
+            MetricId::Expired => "expired",
+            MetricId::DeadLetteredRejected => "dead_lettered_rejected",
+            MetricId::DeadLetteredExpired => "dead_lettered_expired",
+            MetricId::DeadLetteredMaxlen => "dead_lettered_maxlen",
+            MetricId::OverflowDropped => "overflow_dropped",
         }
     }
 
@@ -253,6 +273,11 @@ impl MetricId {
             | MetricId::Confirmed
             | MetricId::Returned
             | MetricId::Nacked
+            | MetricId::Expired
+            | MetricId::DeadLetteredRejected
+            | MetricId::DeadLetteredExpired
+            | MetricId::DeadLetteredMaxlen
+            | MetricId::OverflowDropped
             | MetricId::BytesIn
             | MetricId::BytesOut => MetricKind::Counter,
             _ => MetricKind::Gauge,

@@ -527,3 +527,93 @@ async fn spans_export_over_http_protobuf() {
         Some(traceparent(trace, &hex(&deliver.span_id), true).as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_lettered_message_stays_in_its_trace() {
+    let (rx, otlp) = start_receiver().await;
+    let server = traced_broker(otlp, true).await;
+    let (conn, ch) = confirming_channel(&server).await;
+    let (q, dlq) = (unique("trace-src"), unique("trace-dlq"));
+    declare(&ch, &dlq).await;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(dlq.as_str().into()),
+    );
+    within(
+        "declare",
+        ch.queue_declare(
+            q.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            args,
+        ),
+    )
+    .await
+    .expect("declare");
+    let t = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let producer = "10f067aa0ba902b8";
+    let props = BasicProperties::default().with_headers(headers_with(AMQPValue::LongString(
+        LongString::from(traceparent(t, producer, true)),
+    )));
+    publish(&ch, "", &q, props).await;
+    // Rejected without requeue: dead-lettered into dlq.
+    let mut c = within(
+        "consume",
+        ch.basic_consume(
+            q.as_str().into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume");
+    let d = within("delivery", c.next())
+        .await
+        .expect("stream ended")
+        .expect("delivery");
+    within("reject", d.reject(BasicRejectOptions { requeue: false }))
+        .await
+        .expect("reject");
+    let got = consume_one(&ch, &dlq).await;
+    assert!(got.inner().contains_key("x-death"), "{got:?}");
+
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let spans: Vec<Span> = rx
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.clone())
+        .filter(|s| hex(&s.trace_id) == t)
+        .collect();
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish amq.default")
+        .expect("publish span");
+    assert_eq!(hex(&publish.parent_span_id), producer);
+    let first = spans
+        .iter()
+        .find(|s| s.name == format!("deliver {q}"))
+        .expect("deliver span of the source queue");
+    assert!(first.events.iter().any(|e| e.name == "reject"), "{first:?}");
+    let second = spans
+        .iter()
+        .find(|s| s.name == format!("deliver {dlq}"))
+        .expect("deliver span of the dead-letter queue, in the producer's trace");
+    assert_eq!(second.parent_span_id, publish.span_id);
+    assert!(second.events.iter().any(|e| e.name == "ack"));
+    assert_eq!(
+        header_str(&got, "traceparent").as_deref(),
+        Some(traceparent(t, &hex(&second.span_id), true).as_str()),
+        "the dead-letter consumer continues the same trace"
+    );
+}

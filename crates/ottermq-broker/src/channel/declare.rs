@@ -211,6 +211,7 @@ impl Channel {
                     }
                 }
             }
+            crate::queue::limits::QueueLimits::parse(&m.arguments, &name, &ctx.vhost.name)?;
             let options = QueueOptions {
                 durable: m.durable,
                 exclusive: m.exclusive,
@@ -223,6 +224,8 @@ impl Channel {
             }
             q
         };
+        // A redeclare (passive too) counts as use for `x-expires`.
+        q.touch();
         self.last_queue = Some(q.name.clone());
         if !m.nowait {
             let counts = q.counts();

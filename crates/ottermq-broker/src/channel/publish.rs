@@ -7,7 +7,7 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
-use crate::queue::Queue;
+use crate::queue::{Enqueued, Queue};
 use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{
@@ -57,8 +57,9 @@ pub(super) struct Confirms {
     /// Arrival of the oldest publish not yet confirmed (publish-to-confirm latency).
     oldest_pending: Option<Instant>,
     /// Publishes (confirm sequence number, log ticket) whose confirm waits for the message
-    /// log's fsync, and every publish after them (confirms go out in order).
-    waiting: VecDeque<(u64, u64, Instant)>,
+    /// log's fsync, and every publish after them (confirms go out in order); the flag marks
+    /// a publish a queue refused (`x-overflow` reject-publish), confirmed with basic.nack.
+    waiting: VecDeque<(u64, u64, Instant, bool)>,
     log: Option<Arc<MessageLog>>,
     /// Publish spans of traced messages, ended with a confirm event when their ack goes out.
     /// Empty (never allocated) when nothing is traced.
@@ -203,6 +204,15 @@ impl Channel {
             ))
             .on(60, 40));
         }
+        if let Some(e) = properties.expiration() {
+            if let Err(why) = crate::queue::limits::parse_expiration(e) {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid expiration '{}': {why}",
+                    String::from_utf8_lossy(e)
+                ))
+                .on(60, 40));
+            }
+        }
         let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -234,7 +244,8 @@ impl Channel {
             tx.publishes.push((exchange, msg, p.mandatory));
             return Ok(());
         }
-        let (routed_at, ticket, queues) = self.route_message(ctx, &exchange, msg, p.mandatory);
+        let (routed_at, ticket, queues, refused) =
+            self.route_message(ctx, &exchange, msg, p.mandatory);
         let route_us = routed_at.saturating_duration_since(p.started).as_micros() as u64;
         self.shared.stats.route_latency.record(route_us);
         if let Some(s) = &mut span {
@@ -242,11 +253,12 @@ impl Channel {
         }
         if let Some(c) = &mut self.confirms {
             c.next_seq += 1;
-            if ticket == 0 && c.waiting.is_empty() {
+            if ticket == 0 && c.waiting.is_empty() && !refused {
                 c.ready_upto = c.next_seq;
                 c.oldest_pending.get_or_insert(p.started);
             } else {
-                c.waiting.push_back((c.next_seq, ticket, p.started));
+                c.waiting
+                    .push_back((c.next_seq, ticket, p.started, refused));
             }
             if let Some(s) = span.take() {
                 c.traced.push((c.next_seq, s));
@@ -259,15 +271,15 @@ impl Channel {
     }
 
     /// Routes one message and enqueues it; unroutable mandatory messages go back with basic.return.
-    /// Returns the enqueue time, the message log ticket its confirm waits for (0: none) and
-    /// how many queues the message went to.
+    /// Returns the enqueue time, the message log ticket its confirm waits for (0: none),
+    /// how many queues the message went to and whether a queue refused it (length limit).
     fn route_message(
         &mut self,
         ctx: &mut ConnCtx,
         exchange: &Arc<Exchange>,
         msg: Message,
         mandatory: bool,
-    ) -> (Instant, u64, usize) {
+    ) -> (Instant, u64, usize, bool) {
         // Read once: the enqueue time of every copy and the end of publish-to-route.
         let now = Instant::now();
         if exchange.name.is_empty() {
@@ -286,9 +298,9 @@ impl Channel {
             return match q {
                 Some(q) => {
                     exchange.stats.publish_out.inc();
-                    let ticket = q.publish(msg, now);
+                    let r = q.publish(msg, now);
                     note_flow(ctx, q);
-                    (now, ticket, 1)
+                    (now, r.ticket(), 1, r == Enqueued::Refused)
                 }
                 None if msg
                     .routing_key
@@ -299,15 +311,16 @@ impl Channel {
                     // requester has gone (then it is dropped).
                     exchange.stats.publish_out.inc();
                     ctx.vhost.reply_to.deliver(&msg);
-                    (now, 0, 1)
+                    (now, 0, 1, false)
                 }
                 None => {
                     self.unroutable(exchange, &msg, mandatory);
-                    (now, 0, 0)
+                    (now, 0, 0, false)
                 }
             };
         }
         let mut ticket = 0;
+        let mut refused = false;
         let mut targets = std::mem::take(&mut ctx.route);
         ctx.vhost.route(exchange, &msg, &mut targets);
         let n = targets.len();
@@ -315,18 +328,18 @@ impl Channel {
             self.unroutable(exchange, &msg, mandatory);
         } else {
             exchange.stats.publish_out.inc();
+            let mut msg = Some(msg);
             for (i, q) in targets.drain().enumerate() {
-                if i + 1 == n {
-                    ticket = ticket.max(q.publish(msg, now));
-                    note_flow(ctx, q);
-                    break;
-                }
-                ticket = ticket.max(q.publish(msg.clone(), now));
+                let m = if i + 1 == n { msg.take() } else { msg.clone() };
+                let Some(m) = m else { break };
+                let r = q.publish(m, now);
                 note_flow(ctx, q);
+                refused |= r == Enqueued::Refused;
+                ticket = ticket.max(r.ticket());
             }
         }
         ctx.route = targets;
-        (now, ticket, n)
+        (now, ticket, n, refused)
     }
 
     fn unroutable(&self, exchange: &Exchange, msg: &Message, mandatory: bool) {
@@ -354,45 +367,46 @@ impl Channel {
     }
 
     /// Sends one basic.ack covering every publish confirmed since the last flush. Called once
-    /// per batch of frames read, so a pipelining publisher gets `multiple` acks.
+    /// per batch of frames read, so a pipelining publisher gets `multiple` acks. A publish a
+    /// queue refused gets its own basic.nack, after an ack for everything before it.
     pub fn flush_confirms(&mut self) {
         self.flush_commits();
         let Some(c) = &mut self.confirms else { return };
+        let shared = &self.shared;
         if !c.waiting.is_empty() {
             let durable = c.log.as_ref().map_or(u64::MAX, |l| l.durable());
-            while let Some(&(seq, ticket, started)) = c.waiting.front() {
+            while let Some(&(seq, ticket, started, refused)) = c.waiting.front() {
                 if ticket > durable {
                     break;
                 }
+                c.waiting.pop_front();
+                if refused {
+                    send_acks(shared, c);
+                    c.ready_upto = seq;
+                    c.sent_upto = seq;
+                    let upto = c.traced.partition_point(|(s, _)| *s <= seq);
+                    for (_, s) in c.traced.drain(..upto) {
+                        s.end();
+                    }
+                    let id = shared.id;
+                    shared.out.write(|b, _| {
+                        ottermq_protocol::encode_method(
+                            b,
+                            id,
+                            &Method::BasicNack(ottermq_protocol::BasicNack {
+                                delivery_tag: seq,
+                                multiple: false,
+                                requeue: false,
+                            }),
+                        )
+                    });
+                    continue;
+                }
                 c.ready_upto = seq;
                 c.oldest_pending.get_or_insert(started);
-                c.waiting.pop_front();
             }
         }
-        if c.ready_upto > c.sent_upto {
-            let multiple = c.ready_upto - c.sent_upto > 1;
-            let tag = c.ready_upto;
-            let n = tag - c.sent_upto;
-            c.sent_upto = tag;
-            self.shared.stats.confirmed.add(n);
-            if let Some(t) = c.oldest_pending.take() {
-                self.shared
-                    .stats
-                    .confirm_latency
-                    .record_n(t.elapsed().as_micros() as u64, n);
-            }
-            if !c.traced.is_empty() {
-                // Only those this ack covers: later ones may still wait for the log's fsync.
-                let upto = c.traced.partition_point(|(seq, _)| *seq <= tag);
-                for (seq, s) in c.traced.drain(..upto) {
-                    s.confirmed(seq);
-                }
-            }
-            self.send(&Method::BasicAck(BasicAck {
-                delivery_tag: tag,
-                multiple,
-            }));
-        }
+        send_acks(shared, c);
     }
 
     /// Sends the tx.commit-ok of every commit whose messages are now on disk.
@@ -492,6 +506,40 @@ impl Channel {
         self.send(&Method::TxRollbackOk);
         Ok(())
     }
+}
+
+/// Sends one basic.ack (with `multiple` when it covers several) for every publish confirmed
+/// and not yet acknowledged.
+fn send_acks(shared: &super::shared::ChannelShared, c: &mut Confirms) {
+    if c.ready_upto <= c.sent_upto {
+        return;
+    }
+    let multiple = c.ready_upto - c.sent_upto > 1;
+    let tag = c.ready_upto;
+    let n = tag - c.sent_upto;
+    c.sent_upto = tag;
+    shared.stats.confirmed.add(n);
+    if let Some(t) = c.oldest_pending.take() {
+        shared
+            .stats
+            .confirm_latency
+            .record_n(t.elapsed().as_micros() as u64, n);
+    }
+    if !c.traced.is_empty() {
+        // Only those this ack covers: later ones may still wait for the log's fsync.
+        let upto = c.traced.partition_point(|(seq, _)| *seq <= tag);
+        for (seq, s) in c.traced.drain(..upto) {
+            s.confirmed(seq);
+        }
+    }
+    let id = shared.id;
+    let m = Method::BasicAck(BasicAck {
+        delivery_tag: tag,
+        multiple,
+    });
+    shared
+        .out
+        .write(|b, _| ottermq_protocol::encode_method(b, id, &m));
 }
 
 /// Remembers a queue that holds this connection's publishers (flow control); the connection

@@ -7,19 +7,22 @@
 //! buffer. Nothing is awaited while a lock is held.
 
 pub mod consumer;
+pub mod dead_letter;
 pub mod dispatch;
 pub mod flow;
+pub mod limits;
 pub mod priority;
+pub mod ttl;
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::message::{Message, QueuedMessage};
 use crate::store::MessageLog;
 use consumer::Consumer;
 use ottermq_protocol::{FieldTable, ShortStr};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use priority::ReadyList;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// Declared properties of a queue; fixed at declaration.
@@ -43,11 +46,35 @@ pub struct Queue {
     pub stats: crate::stats::QueueStats,
     /// The vhost's message log, for a durable queue of a broker with a data directory.
     log: Option<Arc<MessageLog>>,
+    /// Dead-letter target, TTL, expiry and length limits from the arguments.
+    pub limits: limits::QueueLimits,
+    /// The vhost, to route dead-lettered messages (weak: the vhost owns its queues).
+    vhost_ref: Weak<crate::vhost::VHost>,
+    /// Some message with a deadline was enqueued: the expiry sweep looks at this queue.
+    may_expire: AtomicBool,
     /// Publisher flow control: holds publishers while consumers catch up.
     pub flow: flow::QueueFlow,
 }
 
-#[derive(Debug, Default)]
+/// What became of a publish to one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Taken; the message log ticket a confirm must wait for (0: none).
+    Accepted(u64),
+    /// Refused by `x-overflow` reject-publish(-dlx): a confirming publisher gets basic.nack.
+    Refused,
+}
+
+impl Enqueued {
+    pub fn ticket(self) -> u64 {
+        match self {
+            Enqueued::Accepted(t) => t,
+            Enqueued::Refused => 0,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct QueueState {
     ready: ReadyList,
     ready_bytes: u64,
@@ -64,6 +91,29 @@ struct QueueState {
     delivered_since_flow: bool,
     /// Connection of the consumer that last took a message.
     last_consumer_conn: u64,
+    /// Messages taken off under the lock to be dead-lettered once it is released.
+    dead: Vec<(QueuedMessage, dead_letter::Reason)>,
+    /// Last consumer change, basic.get or redeclare (`x-expires`).
+    last_used: Instant,
+}
+
+impl QueueState {
+    fn new(ready: ReadyList, single_active: bool) -> Self {
+        QueueState {
+            ready,
+            ready_bytes: 0,
+            next_seq: 0,
+            unacked: 0,
+            consumers: Vec::new(),
+            cursor: 0,
+            had_consumer: false,
+            single_active,
+            delivered_since_flow: false,
+            last_consumer_conn: 0,
+            dead: Vec::new(),
+            last_used: Instant::now(),
+        }
+    }
 }
 
 /// Counts reported by queue.declare-ok and the management API.
@@ -86,15 +136,18 @@ impl Queue {
     /// A queue with the behaviour its arguments ask for (`x-max-priority`,
     /// `x-single-active-consumer`); the arguments were checked by `dispatch::check_args`.
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
+        let limits = limits::QueueLimits::lenient(&options.arguments);
         let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)
             .ok()
             .flatten();
-        let state = QueueState {
-            ready: ReadyList::new(max),
-            single_active: dispatch::single_active(&options.arguments),
-            ..Default::default()
-        };
+        let state = QueueState::new(
+            ReadyList::new(max),
+            dispatch::single_active(&options.arguments),
+        );
         Queue {
+            limits,
+            vhost_ref: Weak::new(),
+            may_expire: AtomicBool::new(false),
             name,
             vhost,
             options,
@@ -113,6 +166,22 @@ impl Queue {
         self
     }
 
+    /// Lets the queue route dead-lettered messages through `vhost`.
+    pub fn with_vhost(mut self, vhost: Weak<crate::vhost::VHost>) -> Self {
+        self.vhost_ref = vhost;
+        self
+    }
+
+    /// Releases the lock, then dead-letters what was taken off under it.
+    fn release(&self, mut st: MutexGuard<'_, QueueState>) {
+        if st.dead.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut st.dead);
+        drop(st);
+        self.dead_letter_all(dead);
+    }
+
     /// Puts messages recovered from disk at the back of the ready list, in the given order.
     pub fn restore(&self, messages: impl IntoIterator<Item = (Message, u64, bool)>) {
         let mut st = self.state.lock();
@@ -120,7 +189,10 @@ impl Queue {
         for (message, persist_id, redelivered) in messages {
             let seq = st.next_seq;
             st.next_seq += 1;
+            // The TTL starts again at recovery (the log keeps no enqueue time).
+            let expires_at = self.deadline(&message, now);
             st.push_ready(QueuedMessage {
+                expires_at,
                 seq,
                 message,
                 redelivered,
@@ -170,10 +242,26 @@ impl Queue {
     /// `now` is the enqueue time (time in queue starts here), read once by the caller for a
     /// whole fan-out. Returns the message log ticket a confirm must wait for (0: none, the
     /// message is not persistent or the queue not durable).
-    pub fn publish(self: &Arc<Self>, message: Message, now: Instant) -> u64 {
+    pub fn publish(self: &Arc<Self>, message: Message, now: Instant) -> Enqueued {
         let mut st = self.state.lock();
         if self.is_deleted() {
-            return 0;
+            return Enqueued::Accepted(0);
+        }
+        if self.limits.overflow != limits::Overflow::DropHead
+            && self.limits.has_length_limit()
+            && self.limits.would_overflow(
+                st.ready.len() as u64,
+                st.ready_bytes,
+                message.body.len() as u64,
+            )
+        {
+            drop(st);
+            if self.limits.overflow == limits::Overflow::RejectPublishDlx {
+                self.dead_letter_one(message, 0, dead_letter::Reason::Maxlen);
+            } else {
+                self.stats.overflow_dropped.inc();
+            }
+            return Enqueued::Refused;
         }
         self.stats.enqueued.inc();
         let seq = st.next_seq;
@@ -185,26 +273,31 @@ impl Queue {
             }
             _ => (0, 0),
         };
+        let expires_at = self.deadline(&message, now);
         let qm = QueuedMessage {
             seq,
             message,
             redelivered: false,
             enqueued_at: now,
             persist_id,
+            expires_at,
         };
         if st.ready.is_empty() {
             if let Err(qm) = st.deliver_one(self, qm) {
                 st.push_ready(qm);
+                st.after_enqueue(&self.limits);
             }
         } else {
             st.push_ready(qm);
             st.drain(self);
+            st.after_enqueue(&self.limits);
             if st.ready.len() > flow::FLOW_HIGH && st.delivered_since_flow {
                 st.delivered_since_flow = false;
                 self.flow.engage(st.last_consumer_conn);
             }
         }
-        ticket
+        self.release(st);
+        Enqueued::Accepted(ticket)
     }
 
     /// Delivers ready messages while some consumer has credit (after an ack, a new consumer,
@@ -212,6 +305,7 @@ impl Queue {
     pub fn drive(self: &Arc<Self>) {
         let mut st = self.state.lock();
         st.drain(self);
+        self.release(st);
     }
 
     /// Puts delivered messages back at their original positions, marked redelivered.
@@ -229,6 +323,8 @@ impl Queue {
             st.ready.insert_requeued(qm);
         }
         st.drain(self);
+        st.after_enqueue(&self.limits);
+        self.release(st);
     }
 
     /// Forgets `n` delivered messages that were acknowledged (`acked`) or rejected without
@@ -246,7 +342,14 @@ impl Queue {
     /// basic.get: takes the head message. Returns it with the count left behind.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
-        let qm = st.pop_ready()?;
+        if self.limits.expires.is_some() {
+            st.last_used = Instant::now();
+        }
+        st.expire_head();
+        let Some(qm) = st.pop_ready() else {
+            self.release(st);
+            return None;
+        };
         st.relieve_flow(self);
         if !no_ack {
             st.unacked += 1;
@@ -259,7 +362,9 @@ impl Queue {
             }
         }
         self.note_delivery(&qm);
-        Some((qm, st.ready.len() as u32))
+        let remaining = st.ready.len() as u32;
+        self.release(st);
+        Some((qm, remaining))
     }
 
     /// Adds a consumer without delivering to it yet (the caller sends consume-ok first, then
@@ -278,6 +383,7 @@ impl Queue {
         let pos = dispatch::insert_position(&st.consumers, &consumer, st.single_active);
         st.consumers.insert(pos, consumer);
         st.had_consumer = true;
+        st.last_used = Instant::now();
         Ok(())
     }
 
@@ -294,6 +400,7 @@ impl Queue {
         };
         consumer.cancel();
         st.consumers.remove(pos);
+        st.last_used = Instant::now();
         if st.cursor > pos {
             st.cursor -= 1;
         }
@@ -372,8 +479,34 @@ impl QueueState {
         Some(qm)
     }
 
+    /// Takes expired messages off the head, to be dead-lettered after the lock is released.
+    fn expire_head(&mut self) {
+        while let Some(t) = self.ready.front().and_then(|m| m.expires_at) {
+            if t > Instant::now() {
+                break;
+            }
+            if let Some(qm) = self.pop_ready() {
+                self.dead.push((qm, dead_letter::Reason::Expired));
+            }
+        }
+    }
+
+    /// After messages went into the ready list: expire the head, then drop-head while over a
+    /// length limit.
+    fn after_enqueue(&mut self, limits: &limits::QueueLimits) {
+        self.expire_head();
+        if limits.overflow == limits::Overflow::DropHead && limits.has_length_limit() {
+            while limits.over(self.ready.len() as u64, self.ready_bytes) {
+                let Some(qm) = self.pop_ready() else { break };
+                self.dead.push((qm, dead_letter::Reason::Maxlen));
+            }
+        }
+    }
+
     fn drain(&mut self, queue: &Arc<Queue>) {
-        while let Some(qm) = self.pop_ready() {
+        loop {
+            self.expire_head();
+            let Some(qm) = self.pop_ready() else { break };
             if let Err(qm) = self.deliver_one(queue, qm) {
                 self.ready_bytes += qm.message.body.len() as u64;
                 self.ready.push_front(qm);

@@ -161,6 +161,16 @@ impl ReadyList {
         }
     }
 
+    /// The message `pop_front` would return, left in place (TTL looks at the head). For a
+    /// priority queue that is the head of the highest level present.
+    #[inline]
+    pub fn front(&self) -> Option<&QueuedMessage> {
+        match self {
+            ReadyList::Fifo(d) => d.front(),
+            ReadyList::Priority(l) => l.levels[l.top()?].front(),
+        }
+    }
+
     /// Puts a requeued message back at its original position (by publish order) within its
     /// priority level.
     pub fn insert_requeued(&mut self, qm: QueuedMessage) {
@@ -231,6 +241,7 @@ mod tests {
             redelivered: false,
             enqueued_at: Instant::now(),
             persist_id: 0,
+            expires_at: None,
         }
     }
 

@@ -4,7 +4,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use ottermq_broker::sampler::{body_size_totals, message_totals, now_ms};
+use ottermq_broker::sampler::{body_size_totals, message_totals, now_ms, queue_event_totals};
 use ottermq_metrics::{MetricId, ObjectKey, SeriesStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -87,6 +87,7 @@ fn max_duration(s: &AppState) -> Duration {
 pub async fn overview(State(s): State<AppState>) -> Json<Value> {
     let totals = message_totals(&s.broker);
     let sizes = body_size_totals(&s.broker);
+    let events = queue_event_totals(&s.broker);
     let b = &s.broker.stats;
     let store = s.broker.metrics.read();
     let k = ObjectKey::Broker;
@@ -101,6 +102,11 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
         ("return", MetricId::Returned),
         ("confirm", MetricId::Confirmed),
         ("unroutable", MetricId::Unroutable),
+        ("expired", MetricId::Expired),
+        ("dead_lettered_rejected", MetricId::DeadLetteredRejected),
+        ("dead_lettered_expired", MetricId::DeadLetteredExpired),
+        ("dead_lettered_maxlen", MetricId::DeadLetteredMaxlen),
+        ("overflow_dropped", MetricId::OverflowDropped),
     ] {
         rates.insert(name.into(), latest(&store, &k, id));
     }
@@ -131,6 +137,11 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
             "rejected": totals.rejected, "requeued": totals.requeued, "redelivered": totals.redelivered,
             "returned": totals.returned, "unroutable": totals.unroutable, "confirmed": totals.confirmed,
             "published_bytes": sizes.sum(),
+            "expired": events.expired, "overflow_dropped": events.overflow_dropped,
+            "dead_lettered": {
+                "rejected": events.dead_lettered_rejected, "expired": events.dead_lettered_expired,
+                "maxlen": events.dead_lettered_maxlen,
+            },
         },
         "message_size_bytes": {
             "count": sizes.count(), "sum": sizes.sum(), "mean": sizes.mean(), "max": sizes.max(),
@@ -244,6 +255,11 @@ pub async fn queue(
         "totals": {
             "enqueued": st.enqueued.get(), "delivered": st.delivered.get(), "acked": st.acked.get(),
             "redelivered": st.redelivered.get(), "requeued": st.requeued.get(), "rejected": st.rejected.get(),
+            "expired": st.expired.get(), "overflow_dropped": st.overflow_dropped.get(),
+            "dead_lettered": {
+                "rejected": st.dead_lettered_rejected.get(), "expired": st.dead_lettered_expired.get(),
+                "maxlen": st.dead_lettered_maxlen.get(),
+            },
         },
         "series": object_series(&store, &key, d),
     })))

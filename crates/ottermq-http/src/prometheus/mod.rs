@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use encode::{Encoder, Format, Kind};
 use ottermq_broker::queue::{Queue, QueueCounts};
+use ottermq_broker::stats::QueueEventTotals;
 use ottermq_broker::stats::{ExchangeTotals, MessageTotals, RetiredHistograms};
 use ottermq_broker::Broker;
 use ottermq_metrics::histogram::{LATENCY_BOUNDS_US, SIZE_BOUNDS_BYTES};
@@ -242,6 +243,16 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
         e.family(name, Kind::Counter, help);
         e.int(name, &[], v);
     }
+    let mut events = *broker.stats.retired_queue_events.lock();
+    for q in &queues {
+        events.add_queue(&q.queue.stats);
+    }
+    event_families(
+        &mut e,
+        "ottermq_messages",
+        &[],
+        std::slice::from_ref(&events),
+    );
     let lifecycle: [(&str, &str, u64); 9] = [
         (
             "ottermq_connections_closed_total",
@@ -563,6 +574,20 @@ fn per_object(
             e.int(name, &[("vhost", &q.vhost), ("queue", &q.name)], f(q));
         }
     }
+    let per_queue: Vec<QueueEventTotals> = queues
+        .iter()
+        .map(|q| {
+            let mut t = QueueEventTotals::default();
+            t.add_queue(&q.queue.stats);
+            t
+        })
+        .collect();
+    let labels: Vec<[(&str, &str); 2]> = queues
+        .iter()
+        .map(|q| [("vhost", &*q.vhost), ("queue", q.name.as_str())])
+        .collect();
+    let labels: Vec<&[(&str, &str)]> = labels.iter().map(|l| &l[..]).collect();
+    event_families(e, "ottermq_queue_messages", &labels, &per_queue);
     e.family(
         "ottermq_queue_time_in_queue_seconds",
         Kind::Histogram,
@@ -610,5 +635,51 @@ fn per_object(
                 f(&x.totals),
             );
         }
+    }
+}
+
+/// `<prefix>_expired_total`, `<prefix>_dead_lettered_total{reason}` and
+/// `<prefix>_overflow_dropped_total`: one row per label set (none for the broker-wide ones).
+fn event_families(
+    e: &mut Encoder,
+    prefix: &str,
+    labels: &[&[(&str, &str)]],
+    rows: &[QueueEventTotals],
+) {
+    let label_of = |i: usize| -> &[(&str, &str)] { labels.get(i).copied().unwrap_or(&[]) };
+    let expired = format!("{prefix}_expired_total");
+    e.family(
+        &expired,
+        Kind::Counter,
+        "Messages whose TTL ran out (dropped or dead-lettered).",
+    );
+    for (i, t) in rows.iter().enumerate() {
+        e.int(&expired, label_of(i), t.expired);
+    }
+    let dead = format!("{prefix}_dead_lettered_total");
+    e.family(
+        &dead,
+        Kind::Counter,
+        "Messages republished through a dead-letter exchange, by reason (rejected, expired, maxlen).",
+    );
+    for (i, t) in rows.iter().enumerate() {
+        for (reason, n) in [
+            ("rejected", t.dead_lettered_rejected),
+            ("expired", t.dead_lettered_expired),
+            ("maxlen", t.dead_lettered_maxlen),
+        ] {
+            let mut l: Vec<(&str, &str)> = label_of(i).to_vec();
+            l.push(("reason", reason));
+            e.int(&dead, &l, n);
+        }
+    }
+    let dropped = format!("{prefix}_overflow_dropped_total");
+    e.family(
+        &dropped,
+        Kind::Counter,
+        "Messages lost to a length limit: dropped from the head (drop-head) or refused at publish (reject-publish, reject-publish-dlx).",
+    );
+    for (i, t) in rows.iter().enumerate() {
+        e.int(&dropped, label_of(i), t.overflow_dropped);
     }
 }
