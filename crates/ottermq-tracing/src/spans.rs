@@ -69,7 +69,8 @@ impl std::fmt::Debug for PublishSpan {
 #[derive(Debug)]
 pub struct MessageTrace {
     tracer: Arc<MessageTracer>,
-    /// The broker's publish span: parent of every delivery's spans.
+    /// The broker's publish span (or, for a dead-lettered copy, its `dead-letter` span):
+    /// parent of every delivery's spans.
     publish: SpanContext,
 }
 
@@ -257,6 +258,32 @@ impl MessageTrace {
     /// The broker publish span this message's deliveries descend from.
     pub fn span_context(&self) -> &SpanContext {
         &self.publish
+    }
+
+    /// The trace of a dead-lettered copy: a finished `dead-letter <queue>` span, child of the
+    /// span this message descends from, says why it died (reason, queue, dead-letter exchange),
+    /// and the copy's deliveries descend from it. So in Jaeger the dead-letter queue's delivery
+    /// sits in the producer's trace under the reason it got there.
+    pub fn dead_lettered(&self, reason: &str, queue: &[u8], dlx: &[u8]) -> Arc<MessageTrace> {
+        let tracer = &self.tracer.tracer;
+        let parent = Context::new().with_remote_span_context(self.publish.clone());
+        let queue = text(queue);
+        let mut span = tracer
+            .span_builder(Cow::Owned(format!("dead-letter {queue}")))
+            .with_kind(SpanKind::Internal)
+            .with_attributes(vec![
+                KeyValue::new("messaging.system", "rabbitmq"),
+                KeyValue::new("messaging.destination.name", queue),
+                KeyValue::new("ottermq.dead_letter.reason", reason.to_string()),
+                KeyValue::new("ottermq.dead_letter.exchange", exchange_name(dlx)),
+            ])
+            .start_with_context(tracer, &parent);
+        let context = span.span_context().clone();
+        span.end();
+        Arc::new(MessageTrace {
+            tracer: self.tracer.clone(),
+            publish: context,
+        })
     }
 
     /// Records the wait in the queue (a finished `queue <name>` span from enqueue to now) and

@@ -609,7 +609,21 @@ async fn dead_lettered_message_stays_in_its_trace() {
         .iter()
         .find(|s| s.name == format!("deliver {dlq}"))
         .expect("deliver span of the dead-letter queue, in the producer's trace");
-    assert_eq!(second.parent_span_id, publish.span_id);
+    let death = spans
+        .iter()
+        .find(|s| s.name == format!("dead-letter {q}"))
+        .expect("dead-letter span");
+    assert_eq!(death.parent_span_id, publish.span_id);
+    assert_eq!(attr_str(death, "ottermq.dead_letter.reason"), "rejected");
+    assert_eq!(attr_str(death, "messaging.destination.name"), q);
+    assert_eq!(
+        attr_str(death, "ottermq.dead_letter.exchange"),
+        "amq.default"
+    );
+    assert_eq!(
+        second.parent_span_id, death.span_id,
+        "the dead-letter queue's delivery descends from why the message died"
+    );
     assert!(second.events.iter().any(|e| e.name == "ack"));
     assert_eq!(
         header_str(&got, "traceparent").as_deref(),

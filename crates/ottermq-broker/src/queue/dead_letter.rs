@@ -204,8 +204,11 @@ pub(crate) fn make_message(
         properties: props.to_raw(),
         body: m.body.clone(),
         received_at: m.received_at,
-        // The dead-lettered delivery stays in the publisher's trace.
-        trace: m.trace.clone(),
+        // The dead-lettered delivery stays in the publisher's trace, under a span saying why.
+        trace: m
+            .trace
+            .as_ref()
+            .map(|t| t.dead_lettered(reason.as_str(), queue, dlx.as_bytes())),
     };
     (msg, keys, deaths)
 }
