@@ -27,7 +27,9 @@ start)
   cp /var/lib/rabbitmq/.erlang.cookie "$BASE/.erlang.cookie" 2>/dev/null || true
   chown -R rabbitmq:rabbitmq "$BASE"
   chmod 400 "$BASE/.erlang.cookie" 2>/dev/null || true
-  su rabbitmq -s /bin/bash -c "env HOME=$HOME RABBITMQ_NODE_PORT=$PORT RABBITMQ_NODENAME=$RABBITMQ_NODENAME \
+  # RabbitMQ sizes its socket limit from the descriptor limit it starts with (about 830 sockets
+  # under the usual 1024, which su's PAM session sets): S6 needs 1,000 connections.
+  su rabbitmq -s /bin/bash -c "ulimit -n \$(ulimit -Hn) 2>/dev/null; env HOME=$HOME RABBITMQ_NODE_PORT=$PORT RABBITMQ_NODENAME=$RABBITMQ_NODENAME \
      RABBITMQ_DIST_PORT=$RABBITMQ_DIST_PORT RABBITMQ_MNESIA_BASE=$RABBITMQ_MNESIA_BASE RABBITMQ_LOG_BASE=$RABBITMQ_LOG_BASE \
      RABBITMQ_PID_FILE=$RABBITMQ_PID_FILE RABBITMQ_ENABLED_PLUGINS_FILE=$RABBITMQ_ENABLED_PLUGINS_FILE \
      RABBITMQ_CONFIG_FILE=$RABBITMQ_CONFIG_FILE rabbitmq-server -detached" 
