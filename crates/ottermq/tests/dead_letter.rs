@@ -843,20 +843,6 @@ async fn restart_does_not_resurrect_expired_dropped_or_dead_lettered_messages() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-async fn http_json(base: &str, path: &str) -> serde_json::Value {
-    let r = within(
-        path,
-        reqwest::Client::new()
-            .get(format!("{base}{path}"))
-            .basic_auth("guest", Some("guest"))
-            .send(),
-    )
-    .await
-    .expect("request");
-    assert_eq!(r.status().as_u16(), 200, "{path}");
-    r.json().await.expect("json")
-}
-
 async fn http_text(base: &str, path: &str) -> String {
     let r = within(
         path,
@@ -931,16 +917,16 @@ async fn expiry_dead_letter_and_overflow_counters_reach_rest_and_prometheus() {
     // 2 rejected + 3 expired + 1 maxlen dead-lettered.
     wait_count(&ch, dlq, 6).await;
 
-    let ov = http_json(&base, "/api/metrics/overview").await;
+    let ov = http_json_ok(&base, "/api/metrics/overview").await;
     let t = &ov["totals"];
     assert_eq!(t["expired"], 3, "{t}");
     assert_eq!(t["overflow_dropped"], 3, "{t}");
     assert_eq!(t["dead_lettered"]["rejected"], 2, "{t}");
     assert_eq!(t["dead_lettered"]["expired"], 3, "{t}");
     assert_eq!(t["dead_lettered"]["maxlen"], 1, "{t}");
-    let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{rej}")).await;
+    let qm = http_json_ok(&base, &format!("/api/metrics/queues/%2f/{rej}")).await;
     assert_eq!(qm["totals"]["dead_lettered"]["rejected"], 2, "{qm}");
-    let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{full}")).await;
+    let qm = http_json_ok(&base, &format!("/api/metrics/queues/%2f/{full}")).await;
     assert_eq!(qm["totals"]["overflow_dropped"], 2, "{qm}");
     assert_eq!(
         qm["totals"]["dead_lettered"]["maxlen"], 0,
@@ -949,7 +935,7 @@ async fn expiry_dead_letter_and_overflow_counters_reach_rest_and_prometheus() {
     // The sampler gives the queue its series once it has such events.
     within("expired series", async {
         loop {
-            let qm = http_json(&base, &format!("/api/metrics/queues/%2f/{ttl}")).await;
+            let qm = http_json_ok(&base, &format!("/api/metrics/queues/%2f/{ttl}")).await;
             if qm["series"]["expired"].is_array()
                 && qm["series"]["dead_lettered_expired"].is_array()
             {
@@ -959,7 +945,7 @@ async fn expiry_dead_letter_and_overflow_counters_reach_rest_and_prometheus() {
         }
     })
     .await;
-    let ts = http_json(&base, "/api/metrics/timeseries/dead_lettered_rejected").await;
+    let ts = http_json_ok(&base, "/api/metrics/timeseries/dead_lettered_rejected").await;
     assert_eq!(ts["kind"], "rate");
 
     let text = http_text(&base, "/metrics").await;

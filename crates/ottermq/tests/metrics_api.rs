@@ -8,15 +8,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 async fn get(base: &str, path: &str) -> (u16, Value) {
-    let r = within(
-        path,
-        reqwest::Client::new()
-            .get(format!("{base}{path}"))
-            .basic_auth("guest", Some("guest"))
-            .send(),
-    )
-    .await
-    .expect("request");
+    let r = http_get(base, path).await;
     let status = r.status().as_u16();
     (status, r.json().await.expect("json body"))
 }

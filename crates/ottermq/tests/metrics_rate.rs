@@ -19,20 +19,6 @@ fn unix_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn get(base: &str, path: &str) -> Value {
-    let r = within(
-        path,
-        reqwest::Client::new()
-            .get(format!("{base}{path}"))
-            .basic_auth("guest", Some("guest"))
-            .send(),
-    )
-    .await
-    .expect("request");
-    assert_eq!(r.status().as_u16(), 200, "{path}");
-    r.json().await.expect("json body")
-}
-
 /// Rates of the samples whose whole interval lies in `[start_ms, end_ms]`.
 fn rates_inside(series: &Value, start_ms: i64, end_ms: i64) -> Vec<f64> {
     let step = INTERVAL.as_millis() as i64;
@@ -121,15 +107,15 @@ async fn paced_publisher_gives_exact_counters_and_rates_within_one_percent() {
     // Two more samples so the last paced interval is in the series.
     tokio::time::sleep(INTERVAL * 2).await;
 
-    let o = get(&base, "/api/metrics/overview").await;
+    let o = http_json_ok(&base, "/api/metrics/overview").await;
     assert_eq!(o["totals"]["published"], n);
     assert_eq!(o["totals"]["delivered"], n, "{o}");
-    let q = get(&base, "/api/metrics/queues/%2F/paced?duration=1m").await;
+    let q = http_json_ok(&base, "/api/metrics/queues/%2F/paced?duration=1m").await;
     assert_eq!(q["totals"]["enqueued"], n);
     assert_eq!(q["totals"]["delivered"], n);
 
     for metric in ["publish", "deliver"] {
-        let series = get(
+        let series = http_json_ok(
             &base,
             &format!("/api/metrics/timeseries/{metric}?duration=1m"),
         )

@@ -260,3 +260,23 @@ impl Raw {
         r
     }
 }
+
+/// GET `{base}{path}` on the management port as guest; fails the test if no answer comes.
+pub async fn http_get(base: &str, path: &str) -> reqwest::Response {
+    within(
+        path,
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .basic_auth("guest", Some("guest"))
+            .send(),
+    )
+    .await
+    .expect("request")
+}
+
+/// GET that must answer 200 with a JSON body.
+pub async fn http_json_ok(base: &str, path: &str) -> serde_json::Value {
+    let r = http_get(base, path).await;
+    assert_eq!(r.status().as_u16(), 200, "{path}");
+    r.json().await.expect("json body")
+}
