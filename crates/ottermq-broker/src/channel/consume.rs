@@ -67,13 +67,7 @@ impl Channel {
         let q = if m.queue.as_bytes() == super::reply_to::PSEUDO_QUEUE {
             None
         } else {
-            let name = self.resolve_queue_name(m.queue)?;
-            ctx.authorize(
-                crate::permissions::Access::Read,
-                crate::permissions::Resource::Queue,
-                name.as_bytes(),
-            )?;
-            Some(self.lookup_queue(ctx, name)?)
+            Some(self.readable_queue(ctx, m.queue)?)
         };
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
@@ -178,13 +172,7 @@ impl Channel {
     }
 
     pub(super) fn basic_get(&mut self, ctx: &mut ConnCtx, m: BasicGet) -> AmqpResult<()> {
-        let name = self.resolve_queue_name(m.queue)?;
-        ctx.authorize(
-            crate::permissions::Access::Read,
-            crate::permissions::Resource::Queue,
-            name.as_bytes(),
-        )?;
-        let q = self.lookup_queue(ctx, name)?;
+        let q = self.readable_queue(ctx, m.queue)?;
         match q.get(m.no_ack) {
             Some((qm, remaining)) => self.shared.deliver_get(&q, qm, remaining, m.no_ack),
             None => {

@@ -163,6 +163,14 @@ impl Channel {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
+    /// The queue a consume, get or purge names, after RabbitMQ's read-permission check (made
+    /// before the look-up, so a missing queue without permission is 403, not 404).
+    pub(super) fn readable_queue(&self, ctx: &ConnCtx, name: ShortStr) -> AmqpResult<Arc<Queue>> {
+        let name = self.resolve_queue_name(name)?;
+        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
+        self.lookup_queue(ctx, name)
+    }
+
     pub(super) fn lookup_queue(&self, ctx: &ConnCtx, name: ShortStr) -> AmqpResult<Arc<Queue>> {
         let name = self.resolve_queue_name(name)?;
         let q = ctx.vhost.get_queue(&name)?;
@@ -276,9 +284,7 @@ impl Channel {
     }
 
     pub(super) fn queue_purge(&mut self, ctx: &mut ConnCtx, m: QueuePurge) -> AmqpResult<()> {
-        let name = self.resolve_queue_name(m.queue)?;
-        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
-        let q = self.lookup_queue(ctx, name)?;
+        let q = self.readable_queue(ctx, m.queue)?;
         let n = q.purge();
         if !m.nowait {
             self.send(&Method::QueuePurgeOk(QueuePurgeOk { message_count: n }));
