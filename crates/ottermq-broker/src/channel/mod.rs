@@ -42,6 +42,10 @@ pub struct ConnCtx {
     /// A queue this connection published to holds its publishers (flow control): the
     /// connection waits for it before reading more.
     pub flow_wait: Option<Arc<Queue>>,
+    /// When the connection's last socket read returned. Every message of one read takes it as
+    /// its arrival and enqueue time: one clock read per read instead of several per message
+    /// (clock reads were a tenth of the broker's CPU in S1; docs/BENCHMARKS.md).
+    pub now: std::time::Instant,
 }
 
 /// Where a channel is in its life.

@@ -79,7 +79,7 @@ pub(super) struct Tx {
 }
 
 impl Channel {
-    pub(super) fn basic_publish(&mut self, _ctx: &mut ConnCtx, m: BasicPublish) -> AmqpResult<()> {
+    pub(super) fn basic_publish(&mut self, ctx: &mut ConnCtx, m: BasicPublish) -> AmqpResult<()> {
         if m.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
@@ -89,7 +89,7 @@ impl Channel {
             mandatory: m.mandatory,
             header: None,
             body: Body::Empty,
-            started: Instant::now(),
+            started: ctx.now,
         });
         Ok(())
     }
@@ -280,8 +280,9 @@ impl Channel {
         msg: Message,
         mandatory: bool,
     ) -> (Instant, u64, usize, bool) {
-        // Read once: the enqueue time of every copy and the end of publish-to-route.
-        let now = Instant::now();
+        // The read that brought the message's last frame: the enqueue time of every copy and the
+        // end of publish-to-route (which so measures the wait for the message's frames).
+        let now = ctx.now;
         if exchange.name.is_empty() {
             // Default exchange: the routing key names the queue. Cached, so a steady publisher
             // does not take the vhost's queue-map lock per message.

@@ -122,6 +122,7 @@ impl ChannelShared {
         consumer: &Arc<Consumer>,
         queue: &Arc<Queue>,
         qm: QueuedMessage,
+        now: Instant,
     ) -> Result<(), QueuedMessage> {
         let mut st = self.state.lock();
         if self.closed.load(Ordering::Acquire) {
@@ -174,7 +175,7 @@ impl ChannelShared {
                 queue: queue.clone(),
                 consumer: Some(consumer.clone()),
                 message: qm,
-                delivered_at: Instant::now(),
+                delivered_at: now,
                 trace: span.map(Box::new),
             });
         }

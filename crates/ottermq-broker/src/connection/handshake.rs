@@ -230,6 +230,7 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         cancel_notify,
         blocked_notify,
         flow_wait: None,
+        now: std::time::Instant::now(),
     })
 }
 

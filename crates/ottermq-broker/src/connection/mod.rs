@@ -324,8 +324,10 @@ impl Connection {
                     if !more {
                         return Ending::Gone;
                     }
+                    let now = std::time::Instant::now();
+                    self.ctx.now = now;
                     if !self.closing {
-                        timer.as_mut().reset(tokio::time::Instant::now() + silence);
+                        timer.as_mut().reset(tokio::time::Instant::from_std(now) + silence);
                     }
                 }
                 _ = durable_changed(&mut self.durable_rx), if !self.durable_channels.is_empty() => {}

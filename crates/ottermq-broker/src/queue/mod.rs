@@ -283,13 +283,13 @@ impl Queue {
             expires_at,
         };
         if st.ready.is_empty() {
-            if let Err(qm) = st.deliver_one(self, qm) {
+            if let Err(qm) = st.deliver_one(self, qm, now) {
                 st.push_ready(qm);
                 st.after_enqueue(&self.limits);
             }
         } else {
             st.push_ready(qm);
-            st.drain(self);
+            st.drain(self, now);
             st.after_enqueue(&self.limits);
             if st.ready.len() > flow::FLOW_HIGH && st.delivered_since_flow {
                 st.delivered_since_flow = false;
@@ -304,7 +304,7 @@ impl Queue {
     /// a qos change, or an outbound buffer that drained).
     pub fn drive(self: &Arc<Self>) {
         let mut st = self.state.lock();
-        st.drain(self);
+        st.drain(self, Instant::now());
         self.release(st);
     }
 
@@ -322,7 +322,7 @@ impl Queue {
             st.ready_bytes += qm.message.body.len() as u64;
             st.ready.insert_requeued(qm);
         }
-        st.drain(self);
+        st.drain(self, Instant::now());
         st.after_enqueue(&self.limits);
         self.release(st);
     }
@@ -503,11 +503,12 @@ impl QueueState {
         }
     }
 
-    fn drain(&mut self, queue: &Arc<Queue>) {
+    /// Delivers while consumers have credit; `now` is the delivery time of all of them.
+    fn drain(&mut self, queue: &Arc<Queue>, now: Instant) {
         loop {
             self.expire_head();
             let Some(qm) = self.pop_ready() else { break };
-            if let Err(qm) = self.deliver_one(queue, qm) {
+            if let Err(qm) = self.deliver_one(queue, qm, now) {
                 self.ready_bytes += qm.message.body.len() as u64;
                 self.ready.push_front(qm);
                 break;
@@ -526,16 +527,24 @@ impl QueueState {
     /// Hands one message to the next consumer with credit among the highest-priority ones.
     // By value, not boxed: a box would be a heap allocation per message on the hot path.
     #[allow(clippy::result_large_err)]
-    fn deliver_one(&mut self, queue: &Arc<Queue>, qm: QueuedMessage) -> Result<(), QueuedMessage> {
+    fn deliver_one(
+        &mut self,
+        queue: &Arc<Queue>,
+        qm: QueuedMessage,
+        now: Instant,
+    ) -> Result<(), QueuedMessage> {
         let n = self.consumers.len();
         let Some(idx) = dispatch::pick(&self.consumers, self.cursor, self.single_active) else {
             return Err(qm);
         };
         let consumer = &self.consumers[idx];
-        let (redelivered, waited) = (qm.redelivered, qm.enqueued_at.elapsed());
+        let (redelivered, waited) = (
+            qm.redelivered,
+            now.saturating_duration_since(qm.enqueued_at),
+        );
         let persist_id = qm.persist_id;
         // Fails only when the channel closed since `has_credit`; its close removes the consumer.
-        consumer.channel.deliver(consumer, queue, qm)?;
+        consumer.channel.deliver(consumer, queue, qm, now)?;
         if persist_id != 0 {
             if consumer.no_ack {
                 queue.settle_persisted(persist_id);
