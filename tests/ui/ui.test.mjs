@@ -106,7 +106,9 @@ try {
     assert(q.d.labels.join() === 'ready,unacked', 'queued series');
     const lat = await waitFor('time in queue has data', async () => {
       const d = await chartData(page, 'latency');
-      return { ok: d && d.nonZero[0] >= 1, d };
+      // p99: most messages wait 0 µs (delivered as they arrive); the few that wait for an ack
+      // show in the tail.
+      return { ok: d && d.nonZero[2] >= 1, d };
     });
     void lat;
     const after = await chartData(page, 'rates');
