@@ -7,6 +7,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: under glibc the broker's resident memory kept growing
+/// from one burst of connections to the next (65 to 179 MiB over eight S6 runs with nothing
+/// left in it), memory glibc holds but does not hand back; jemalloc returns it (52 to 103 MiB
+/// over the same runs). mimalloc peaked at 190 MiB. docs/BENCHMARKS.md, "Memory".
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_cli(Cli::parse())?;
