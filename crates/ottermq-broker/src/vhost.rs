@@ -268,6 +268,8 @@ impl VHost {
                 .with_vhost(self.me.clone()),
         );
         map.insert(name, q.clone());
+        drop(map);
+        q.arm_expiry();
         self.stats.queues_declared.inc();
         Ok((q, true))
     }
@@ -492,6 +494,8 @@ impl VHost {
                 .with_vhost(self.me.clone()),
         );
         map.insert(d.name, q.clone());
+        drop(map);
+        q.arm_expiry();
         q
     }
 
