@@ -376,6 +376,27 @@ pub fn check(
     )))
 }
 
+/// The extra checks for declaring a new queue with `x-dead-letter-exchange`, as RabbitMQ 3.10's
+/// `rabbit_amqqueue:check_dlxname_arg` asks for: read on the queue (dead-lettering reads it)
+/// and write on the dead-letter exchange. Shared by queue.declare and the management API's
+/// `PUT /api/queues`; a redeclare of an existing queue is not checked again.
+pub fn check_dead_letter(
+    perm: Option<&Permission>,
+    arguments: &ottermq_protocol::FieldTable,
+    queue: &[u8],
+    vhost: &str,
+    user: &str,
+) -> Result<(), AmqpError> {
+    let Some(dlx) = arguments
+        .get("x-dead-letter-exchange")
+        .and_then(|x| x.as_str_bytes())
+    else {
+        return Ok(());
+    };
+    check(perm, Access::Read, Resource::Queue, queue, vhost, user)?;
+    check(perm, Access::Write, Resource::Exchange, dlx, vhost, user)
+}
+
 impl crate::channel::ConnCtx {
     /// Checks the connection's user for `access` to a resource of this vhost (403 on refusal).
     pub(crate) fn authorize(&self, access: Access, kind: Resource, name: &[u8]) -> AmqpResult<()> {
@@ -385,6 +406,44 @@ impl crate::channel::ConnCtx {
             access,
             kind,
             name,
+            &self.vhost.name,
+            &self.user,
+        )
+    }
+
+    /// Topic permission for routing key `key` on topic exchange `exchange` (callers check
+    /// the exchange type): nothing to look up while no topic permission exists.
+    pub(crate) fn authorize_topic(
+        &self,
+        access: Access,
+        exchange: &ottermq_protocol::ShortStr,
+        key: &[u8],
+    ) -> AmqpResult<()> {
+        let perm =
+            self.broker
+                .users
+                .topic_permission(&self.vhost.name, &self.user, exchange.as_bytes());
+        crate::topic_permissions::check(
+            perm.as_deref(),
+            access,
+            exchange.as_bytes(),
+            key,
+            &self.vhost.name,
+            &self.user,
+        )
+    }
+
+    /// [`check_dead_letter`] for this connection's user.
+    pub(crate) fn authorize_dead_letter(
+        &self,
+        arguments: &ottermq_protocol::FieldTable,
+        queue: &[u8],
+    ) -> AmqpResult<()> {
+        let perm = self.broker.users.permission(&self.vhost.name, &self.user);
+        check_dead_letter(
+            perm.as_deref(),
+            arguments,
+            queue,
             &self.vhost.name,
             &self.user,
         )

@@ -212,14 +212,8 @@ impl Channel {
             };
             ctx.authorize(Access::Configure, Resource::Queue, name.as_bytes())?;
             if ctx.vhost.queue(name.as_bytes()).is_none() {
-                if let Some(dlx) = m.arguments.get("x-dead-letter-exchange") {
-                    if let Some(dlx) = dlx.as_str_bytes() {
-                        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
-                        ctx.authorize(Access::Write, Resource::Exchange, dlx)?;
-                    }
-                }
+                ctx.authorize_dead_letter(&m.arguments, name.as_bytes())?;
             }
-            crate::queue::limits::QueueLimits::parse(&m.arguments, &name, &ctx.vhost.name)?;
             let options = QueueOptions {
                 durable: m.durable,
                 exclusive: m.exclusive,

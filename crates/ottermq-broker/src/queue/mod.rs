@@ -139,9 +139,18 @@ pub enum CancelOutcome {
     Removed { now_unused_auto_delete: bool },
 }
 
+/// Checks every queue argument RabbitMQ 3.10 checks at queue.declare (TTL, expiry,
+/// dead-lettering, length limits and overflow, then priority and single active consumer), with
+/// its PRECONDITION_FAILED texts. The one check behind queue.declare, the management API's
+/// `PUT /api/queues` and definitions import (all go through `VHost::declare_queue`).
+pub fn check_declare_args(args: &FieldTable, queue: &ShortStr, vhost: &str) -> AmqpResult<()> {
+    limits::QueueLimits::parse(args, queue, vhost)?;
+    dispatch::check_args(args, &queue.to_string_lossy(), vhost)
+}
+
 impl Queue {
     /// A queue with the behaviour its arguments ask for (`x-max-priority`,
-    /// `x-single-active-consumer`); the arguments were checked by `dispatch::check_args`.
+    /// `x-single-active-consumer`); the arguments were checked by [`check_declare_args`].
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
         let limits = limits::QueueLimits::lenient(&options.arguments);
         let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)

@@ -129,14 +129,15 @@ pub async fn put_queue(
         arguments: arguments(&m)?,
     };
     if v.queue(name.as_bytes()).is_none() {
-        if let Some(dlx) = options
-            .arguments
-            .get("x-dead-letter-exchange")
-            .and_then(|x| x.as_str_bytes())
-        {
-            authorize(&s, &me, &v, Access::Read, Resource::Queue, name.as_bytes())?;
-            authorize(&s, &me, &v, Access::Write, Resource::Exchange, dlx)?;
-        }
+        let perm = s.broker.users.permission(&v.name, &me.name);
+        permissions::check_dead_letter(
+            perm.as_deref(),
+            &options.arguments,
+            name.as_bytes(),
+            &v.name,
+            &me.name,
+        )
+        .map_err(amqp_error)?;
     }
     let (_, created) = tokio::task::spawn_blocking(move || v.declare_queue(qname, options, 0))
         .await
