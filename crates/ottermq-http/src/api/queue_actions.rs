@@ -194,10 +194,11 @@ pub async fn get(
     if requeue {
         q.requeue(taken);
     } else {
-        // Gone for good: persistent messages are settled in the message log too, so they do
-        // not come back after a restart.
-        for qm in &taken {
-            q.settle_persisted(qm.persist_id);
+        // Gone for good (rejected ones dead-lettered when the queue has a DLX, as RabbitMQ's
+        // basic.reject does): persistent messages are settled in the message log too, so they
+        // do not come back after a restart.
+        for qm in taken {
+            q.discard(qm, ack);
         }
         q.settled(n, ack);
     }
