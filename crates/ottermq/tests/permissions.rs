@@ -465,3 +465,81 @@ async fn publish_checks_are_cached_per_channel() {
     qos_round_trip(&mut r, 1).await;
     server.shutdown().await;
 }
+
+/// Topic permissions (set over the management API): publish to a topic exchange needs write
+/// on the routing key, queue.bind / queue.unbind read on the binding key, `{username}` is
+/// expanded; other exchange types and other exchanges are not affected; 403 as RabbitMQ.
+#[tokio::test]
+async fn topic_permissions_check_routing_and_binding_keys() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    grant(&server, USER, ".*", ".*", ".*");
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.http_addr.expect("http"));
+    let path = format!("/api/topic-permissions/%2F/{USER}");
+    let put = http
+        .put(format!("{base}{path}"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"exchange": "amq.topic",
+            "write": "^{username}\\.", "read": "^public\\."}))
+        .send();
+    assert_eq!(within("put", put).await.expect("put").status(), 201);
+    let listed = http_json_ok(&base, "/api/topic-permissions").await;
+    assert_eq!(listed[0]["exchange"], "amq.topic", "{listed}");
+
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "amq.topic", "limited.orders", b"ok").await;
+    r.publish(1, "amq.fanout", "anything", b"ok").await;
+    qos_round_trip(&mut r, 1).await;
+    r.publish(1, "amq.topic", "other.orders", b"no").await;
+    assert_eq!(r.expect_channel_close(1).await, (403, 60, 40));
+
+    let bind = |key: &str| {
+        Method::QueueBind(QueueBind {
+            queue: "tp-q".into(),
+            exchange: "amq.topic".into(),
+            routing_key: key.into(),
+            nowait: false,
+            arguments: ottermq_protocol::FieldTable::new(),
+        })
+    };
+    raw_channel(&mut r, 2).await;
+    r.send(
+        2,
+        &Method::QueueDeclare(QueueDeclare {
+            queue: "tp-q".into(),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: ottermq_protocol::FieldTable::new(),
+        }),
+    )
+    .await;
+    assert!(matches!(
+        r.method().await,
+        Some((2, Method::QueueDeclareOk(_)))
+    ));
+    r.send(2, &bind("public.news")).await;
+    assert!(matches!(r.method().await, Some((2, Method::QueueBindOk))));
+    r.send(2, &bind("secret.news")).await;
+    assert_eq!(r.expect_channel_close(2).await, (403, 50, 20));
+
+    // Deleted: everything is allowed again.
+    let del = http
+        .delete(format!("{base}{path}"))
+        .basic_auth("guest", Some("guest"))
+        .send();
+    assert_eq!(within("delete", del).await.expect("delete").status(), 204);
+    raw_channel(&mut r, 3).await;
+    r.publish(3, "amq.topic", "other.orders", b"now ok").await;
+    r.send(3, &bind("secret.news")).await;
+    assert!(matches!(r.method().await, Some((3, Method::QueueBindOk))));
+    server.shutdown().await;
+}
