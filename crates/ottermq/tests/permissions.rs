@@ -30,6 +30,14 @@ fn grant(server: &ottermq::RunningServer, user: &str, c: &str, w: &str, r: &str)
     });
 }
 
+/// A broker with the limited user holding the given configure, write and read regexes on `/`.
+async fn limited_broker(c: &str, w: &str, r: &str) -> ottermq::RunningServer {
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    grant(&server, USER, c, w, r);
+    server
+}
+
 fn url(server: &ottermq::RunningServer, user: &str, pass: &str) -> String {
     format!("amqp://{user}:{pass}@{}/%2f", server.amqp_addr)
 }
@@ -80,6 +88,19 @@ async fn raw_open(
     (r, m)
 }
 
+/// A plain (non-durable, non-exclusive) queue.declare of `queue`.
+fn queue_declare(queue: &str, passive: bool) -> Method {
+    Method::QueueDeclare(QueueDeclare {
+        queue: queue.into(),
+        passive,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments: ottermq_protocol::FieldTable::new(),
+    })
+}
+
 async fn raw_channel(r: &mut Raw, ch: u16) {
     r.send(ch, &Method::ChannelOpen).await;
     match r.method().await {
@@ -128,10 +149,8 @@ async fn each_operation_is_checked_against_its_permission() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    add_user(&server, USER, PASS);
     // configure: cfg-* and all-*; write: w-* and all-*; read: r-* and all-*.
-    grant(&server, USER, "^(cfg|all)-", "^(w|all)-", "^(r|all)-");
+    let server = limited_broker("^(cfg|all)-", "^(w|all)-", "^(r|all)-").await;
     // Objects made by guest (full permissions) for the limited user to act on.
     let admin = lapin_connect(&url(&server, "guest", "guest")).await;
     let ach = within("guest channel", admin.create_channel())
@@ -404,19 +423,7 @@ async fn each_operation_is_checked_against_its_permission() {
     raw_channel(&mut r, 5).await;
     r.publish(5, "all-x", "", b"allowed").await;
     // A round trip on the same channel proves the publish did not close it.
-    r.send(
-        5,
-        &Method::QueueDeclare(QueueDeclare {
-            queue: "all-q".into(),
-            passive: true,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: ottermq_protocol::FieldTable::new(),
-        }),
-    )
-    .await;
+    r.send(5, &queue_declare("all-q", true)).await;
     match r.method().await {
         Some((5, Method::QueueDeclareOk(ok))) => assert_eq!(ok.message_count, 1),
         other => panic!("expected declare-ok with the message, got {other:?}"),
@@ -446,9 +453,7 @@ async fn publish_checks_are_cached_per_channel() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    add_user(&server, USER, PASS);
-    grant(&server, USER, ".*", ".*", ".*");
+    let server = limited_broker(".*", ".*", ".*").await;
     let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
     assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
     raw_channel(&mut r, 1).await;
@@ -474,9 +479,7 @@ async fn topic_permissions_check_routing_and_binding_keys() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    add_user(&server, USER, PASS);
-    grant(&server, USER, ".*", ".*", ".*");
+    let server = limited_broker(".*", ".*", ".*").await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", server.http_addr.expect("http"));
     let path = format!("/api/topic-permissions/%2F/{USER}");
@@ -509,19 +512,7 @@ async fn topic_permissions_check_routing_and_binding_keys() {
         })
     };
     raw_channel(&mut r, 2).await;
-    r.send(
-        2,
-        &Method::QueueDeclare(QueueDeclare {
-            queue: "tp-q".into(),
-            passive: false,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: ottermq_protocol::FieldTable::new(),
-        }),
-    )
-    .await;
+    r.send(2, &queue_declare("tp-q", false)).await;
     assert!(matches!(
         r.method().await,
         Some((2, Method::QueueDeclareOk(_)))

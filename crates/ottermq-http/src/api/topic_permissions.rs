@@ -23,14 +23,19 @@ fn entry_json(vhost: &str, user: &str, p: &TopicPermission) -> Value {
     json!({"user": user, "vhost": vhost, "exchange": p.exchange, "write": p.write, "read": p.read})
 }
 
-fn entries(s: &AppState, vhost: &str, user: &str) -> Vec<Value> {
+/// The entries whose (vhost, user) `keep` accepts, as JSON.
+fn entries(s: &AppState, keep: impl Fn(&str, &str) -> bool) -> Vec<Value> {
     s.broker
         .users
         .topic_permissions()
         .iter()
-        .filter(|(v, u, _)| v == vhost && u == user)
+        .filter(|(v, u, _)| keep(v, u))
         .map(|(v, u, p)| entry_json(v, u, p))
         .collect()
+}
+
+fn entries_of(s: &AppState, vhost: &str, user: &str) -> Vec<Value> {
+    entries(s, |v, u| v == vhost && u == user)
 }
 
 pub async fn list(
@@ -38,14 +43,7 @@ pub async fn list(
     Extension(me): Extension<AuthUser>,
 ) -> ApiResult<Json<Value>> {
     require_admin(&me)?;
-    Ok(Json(Value::Array(
-        s.broker
-            .users
-            .topic_permissions()
-            .iter()
-            .map(|(v, u, p)| entry_json(v, u, p))
-            .collect(),
-    )))
+    Ok(Json(Value::Array(entries(&s, |_, _| true))))
 }
 
 fn none_found(vhost: &str, user: &str) -> ApiError {
@@ -61,7 +59,7 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     require_admin(&me)?;
     vhost_and_user(&s, &vhost, &user)?;
-    let list = entries(&s, &vhost, &user);
+    let list = entries_of(&s, &vhost, &user);
     if list.is_empty() {
         return Err(none_found(&vhost, &user));
     }
@@ -128,7 +126,7 @@ pub async fn delete(
             .users
             .topic_permission(&vhost, &user, x.as_bytes())
             .is_some(),
-        None => !entries(&s, &vhost, &user).is_empty(),
+        None => !entries_of(&s, &vhost, &user).is_empty(),
     };
     if !found {
         return Err(none_found(&vhost, &user));
