@@ -25,6 +25,7 @@ pub mod server;
 pub mod stats;
 pub mod store;
 pub mod tls;
+pub mod topic_permissions;
 mod trace;
 pub mod vhost;
 

@@ -230,11 +230,7 @@ impl VHost {
         options: QueueOptions,
         conn: u64,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
-        crate::queue::dispatch::check_args(
-            &options.arguments,
-            &name.to_string_lossy(),
-            &self.name,
-        )?;
+        crate::queue::check_declare_args(&options.arguments, &name, &self.name)?;
         let mut map = self.queues.write();
         if let Some(q) = map.get(name.as_bytes()) {
             q.check_access(conn)?;
@@ -268,6 +264,8 @@ impl VHost {
                 .with_vhost(self.me.clone()),
         );
         map.insert(name, q.clone());
+        drop(map);
+        q.arm_expiry();
         self.stats.queues_declared.inc();
         Ok((q, true))
     }
@@ -492,6 +490,8 @@ impl VHost {
                 .with_vhost(self.me.clone()),
         );
         map.insert(d.name, q.clone());
+        drop(map);
+        q.arm_expiry();
         q
     }
 

@@ -41,6 +41,13 @@ pub fn router(state: AppState) -> Router {
                 .put(api::admin::put_permission)
                 .delete(api::admin::delete_permission),
         )
+        .route("/topic-permissions", get(api::topic_permissions::list))
+        .route(
+            "/topic-permissions/{vhost}/{user}",
+            get(api::topic_permissions::get)
+                .put(api::topic_permissions::put)
+                .delete(api::topic_permissions::delete),
+        )
         .route(
             "/bindings/{vhost}/e/{exchange}/q/{queue}",
             post(api::objects::post_binding),

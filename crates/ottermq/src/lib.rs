@@ -149,17 +149,6 @@ pub async fn start_with_tracing(
             let _ = rx.wait_for(|s| *s).await;
         })));
     }
-    {
-        // Message TTL and x-expires for queues nobody touches.
-        let b = broker.clone();
-        let mut rx = stop_rx.clone();
-        tasks.push(tokio::spawn(ottermq_broker::queue::ttl::run(
-            b,
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        )));
-    }
     if settings.metrics_enabled {
         let b = broker.clone();
         let mut rx = stop_rx.clone();

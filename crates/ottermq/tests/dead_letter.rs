@@ -12,20 +12,6 @@ use lapin::{BasicProperties, Channel, ExchangeKind};
 use ottermq_protocol as p;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-async fn channel(c: &lapin::Connection) -> Channel {
-    within("channel", c.create_channel())
-        .await
-        .expect("channel")
-}
-
-fn args(list: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in list {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
 fn s(v: &str) -> AMQPValue {
     AMQPValue::LongString(v.into())
 }
@@ -390,7 +376,7 @@ async fn queue_ttl_expires_idle_queue_into_dlx() {
     for i in 0..3u8 {
         publish(&ch, "", &q, &[b'0' + i], BasicProperties::default()).await;
     }
-    // Nobody consumes or reads q: the sweep must expire it.
+    // Nobody consumes or reads q: the expiry timer must expire it.
     wait_count(&ch, &dlq, 3).await;
     assert_eq!(count(&ch, &q).await, 0);
     let mut r = raw(b.addr).await;
@@ -412,6 +398,39 @@ async fn queue_ttl_expires_idle_queue_into_dlx() {
             "queue TTL is not per-message"
         );
     }
+    b.stop().await;
+}
+
+/// The expiry timer is armed for the head's deadline: a message with `expiration` 200 that
+/// nobody reads is dead-lettered at about 200 ms, not at the next tick of a sweep. The upper
+/// bound is generous (a loaded 2-core machine); the lower one is exact.
+#[tokio::test]
+async fn expiration_dead_letters_at_the_deadline() {
+    let b = broker().await;
+    let c = lapin_connect(&b.url).await;
+    let ch = channel(&c).await;
+    let (q, dlq, dlx) = (unique("deadline"), unique("dlq"), unique("dlx"));
+    declare(&ch, &dlq, FieldTable::default()).await;
+    fanout_to(&ch, &dlx, &[&dlq]).await;
+    declare(&ch, &q, args(&[("x-dead-letter-exchange", s(&dlx))])).await;
+    let mut dead = consume_no_ack(&ch, &dlq, "dl").await;
+    let sent = std::time::Instant::now();
+    let props = BasicProperties::default().with_expiration("200".into());
+    publish(&ch, "", &q, b"late", props).await;
+    let d = within("dead-lettered", dead.next())
+        .await
+        .expect("delivery")
+        .expect("ok");
+    let took = sent.elapsed();
+    assert_eq!(d.data, b"late");
+    assert!(
+        took >= std::time::Duration::from_millis(200),
+        "early: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(600),
+        "late: {took:?}"
+    );
     b.stop().await;
 }
 
@@ -460,20 +479,7 @@ async fn per_message_expiration_and_ttl_zero() {
     publish(&ch, "", &q0, b"nobody", BasicProperties::default()).await;
     wait_count(&ch, &dlq, 1).await;
     assert_eq!(count(&ch, &q0).await, 0);
-    let mut cons = within(
-        "consume",
-        ch.basic_consume(
-            q0.as_str().into(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume");
+    let mut cons = consume_no_ack(&ch, &q0, "").await;
     publish(&ch, "", &q0, b"waiting", BasicProperties::default()).await;
     let d = within("delivery", cons.next())
         .await

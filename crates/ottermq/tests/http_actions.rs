@@ -47,6 +47,23 @@ impl Api {
     }
 }
 
+/// A broker, a guest API client and a guest AMQP channel.
+async fn setup() -> (
+    ottermq::RunningServer,
+    Api,
+    lapin::Connection,
+    lapin::Channel,
+) {
+    let server = ottermq::testing::start_test_broker().await;
+    let api = Api {
+        base: format!("http://{}", server.http_addr.expect("http listener")),
+        client: reqwest::Client::new(),
+    };
+    let conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let ch = channel(&conn).await;
+    (server, api, conn, ch)
+}
+
 fn assert_json_error(st: u16, v: &Value, want: u16) {
     assert_eq!(st, want, "{v}");
     assert!(v["error"].is_string(), "not a JSON error: {v}");
@@ -62,13 +79,7 @@ async fn write_endpoints_act_on_real_queues() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return; // OtterMQ's own HTTP server
     }
-    let server = ottermq::testing::start_test_broker().await;
-    let api = Api {
-        base: format!("http://{}", server.http_addr.expect("http listener")),
-        client: reqwest::Client::new(),
-    };
-    let conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
+    let (server, api, conn, ch) = setup().await;
     for q in ["act-q", "act-bound"] {
         within(
             "declare",
@@ -264,13 +275,7 @@ async fn write_endpoint_errors_are_json() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    let api = Api {
-        base: format!("http://{}", server.http_addr.expect("http listener")),
-        client: reqwest::Client::new(),
-    };
-    let conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
+    let (server, api, _conn, ch) = setup().await;
     within(
         "declare",
         ch.queue_declare(
@@ -370,13 +375,7 @@ async fn queue_list_paging_sorting_and_filtering() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    let api = Api {
-        base: format!("http://{}", server.http_addr.expect("http listener")),
-        client: reqwest::Client::new(),
-    };
-    let conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
-    let ch = within("channel", conn.create_channel()).await.unwrap();
+    let (server, api, _conn, ch) = setup().await;
     for i in 0..25 {
         within(
             "declare",
@@ -485,5 +484,70 @@ async fn scripted_401_has_no_browser_challenge() {
     assert!(!scripted.headers().contains_key("www-authenticate"));
     let v: Value = scripted.json().await.unwrap();
     assert_eq!(v["error"], "not_authorized");
+    server.shutdown().await;
+}
+
+/// `reject_requeue_false` rejects as basic.reject does: with a dead-letter exchange the
+/// messages are dead-lettered (x-death reason `rejected`), `ack_requeue_false` drops them.
+#[tokio::test]
+async fn get_reject_requeue_false_dead_letters() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let (server, api, _conn, ch) = setup().await;
+    let mut dl_args = lapin::types::FieldTable::default();
+    dl_args.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString("".into()),
+    );
+    dl_args.insert(
+        "x-dead-letter-routing-key".into(),
+        lapin::types::AMQPValue::LongString("rj-dlq".into()),
+    );
+    for (q, args) in [("rj-dlq", Default::default()), ("rj-q", dl_args)] {
+        within(
+            "declare",
+            ch.queue_declare(q.into(), QueueDeclareOptions::default(), args),
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..3 {
+        let (st, r) = api
+            .post(
+                "/api/exchanges/%2F/amq.default/publish",
+                publish_body("rj-q", &format!("r{i}")),
+            )
+            .await;
+        assert_eq!(st, 200, "{r}");
+    }
+    let get = |n: u32, mode: &str| json!({"count": n, "ackmode": mode, "encoding": "auto"});
+    let (st, taken) = api
+        .post("/api/queues/%2F/rj-q/get", get(2, "reject_requeue_false"))
+        .await;
+    assert_eq!(st, 200, "{taken}");
+    assert_eq!(taken.as_array().map(Vec::len), Some(2));
+    let (_, _) = api
+        .post("/api/queues/%2F/rj-q/get", get(1, "ack_requeue_false"))
+        .await;
+    assert_eq!(api.ready("rj-q").await, 0);
+    assert_eq!(
+        api.ready("rj-dlq").await,
+        2,
+        "rejected ones dead-lettered, acked one not"
+    );
+    let (_, dead) = api
+        .post("/api/queues/%2F/rj-dlq/get", get(2, "ack_requeue_false"))
+        .await;
+    for (i, m) in dead.as_array().expect("array").iter().enumerate() {
+        assert_eq!(m["payload"], format!("r{i}"));
+        let death = &m["properties"]["headers"]["x-death"][0];
+        assert_eq!(death["reason"], "rejected", "{m}");
+        assert_eq!(death["queue"], "rj-q", "{m}");
+        assert_eq!(
+            m["properties"]["headers"]["x-first-death-reason"],
+            "rejected"
+        );
+    }
     server.shutdown().await;
 }

@@ -293,7 +293,7 @@ async fn users_vhosts_and_permissions() {
             .await,
         alice.put("/api/vhosts/eve", json!({})).await,
         alice.put("/api/permissions/app/alice", perm.clone()).await,
-        alice.put("/api/queues/app/a-q2", json!({})).await,
+        alice.put("/api/queues/app/b-q2", json!({})).await,
     ] {
         expect_error(&r, 401);
         assert_eq!(r.body["error"], "not_authorised");
@@ -308,7 +308,9 @@ async fn users_vhosts_and_permissions() {
     let r = notag.get("/api/overview").await;
     expect_error(&r, 401);
     assert_eq!(r.body["reason"], "Not management user");
-    // monitoring/management users read, but do not write.
+    // As in RabbitMQ, a management user declares in a vhost it has permissions in, under its
+    // AMQP permissions (configure "^a-": a-q2 yes, b-q2 refused above).
+    expect(&alice.put("/api/queues/app/a-q2", json!({})).await, 201);
     expect(&alice.get("/api/overview").await, 200);
     let wrong = Api::new(&server, "alice", "wrong");
     expect_error(&wrong.get("/api/users").await, 401);
@@ -620,6 +622,11 @@ async fn users_and_permissions_survive_a_restart() {
         .await,
         201,
     );
+    let topic = json!({"exchange": "amq.topic", "write": "^{username}\\.", "read": ""});
+    expect(
+        &api.put("/api/topic-permissions/cv/carol", topic).await,
+        201,
+    );
     expect(
         &api.put("/api/users/dave", json!({"password": "pw", "tags": ""}))
             .await,
@@ -653,6 +660,13 @@ async fn users_and_permissions_survive_a_restart() {
     let p = api.get("/api/permissions/cv/carol").await;
     expect(&p, 200);
     assert_eq!(p.body["configure"], "^c-");
+    let t = api.get("/api/topic-permissions/cv/carol").await;
+    expect(&t, 200);
+    assert_eq!(
+        t.body,
+        json!([{"user": "carol", "vhost": "cv", "exchange": "amq.topic",
+                "write": "^{username}\\.", "read": ""}])
+    );
     let conn = amqp_open(&server, "carol", "pw1", "cv")
         .await
         .expect("carol logs in after restart");
@@ -711,4 +725,178 @@ async fn users_and_permissions_survive_a_restart() {
         let _ = std::fs::remove_dir_all(p);
     }
     let _ = std::fs::remove_file(&file);
+}
+
+/// PUT /api/queues checks arguments with queue.declare's own code: a bad value is 400 with
+/// RabbitMQ's refusal text and creates nothing; a dead-letter exchange needs write on it.
+#[tokio::test]
+async fn put_queue_validates_arguments_as_queue_declare_does() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    let api = Api::new(&server, "guest", "guest");
+    let bad = [
+        (json!({"x-max-priority": 300}), "x-max-priority"),
+        (json!({"x-max-priority": "5"}), "x-max-priority"),
+        (json!({"x-message-ttl": "abc"}), "x-message-ttl"),
+        (json!({"x-message-ttl": -1}), "x-message-ttl"),
+        (json!({"x-expires": 0}), "x-expires"),
+        (json!({"x-overflow": "drop-tail"}), "x-overflow"),
+        (json!({"x-max-length": -2}), "x-max-length"),
+        (
+            json!({"x-single-active-consumer": "yes"}),
+            "x-single-active-consumer",
+        ),
+    ];
+    for (args, key) in bad {
+        let r = api
+            .put("/api/queues/%2F/argq", json!({ "arguments": args }))
+            .await;
+        expect_error(&r, 400);
+        let reason = r.body["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(&format!(
+                "invalid arg '{key}' for queue 'argq' in vhost '/'"
+            )),
+            "{reason}"
+        );
+        expect_error(&api.get("/api/queues/%2F/argq").await, 404);
+    }
+    let good = json!({"arguments": {"x-max-priority": 10, "x-message-ttl": 1000,
+        "x-overflow": "reject-publish", "x-max-length": 5}});
+    expect(&api.put("/api/queues/%2F/argq", good).await, 201);
+
+    // An administrator without write on the dead-letter exchange may not name it.
+    let user = json!({"password": "pw", "tags": "administrator"});
+    expect(&api.put("/api/users/dlxadm", user).await, 201);
+    let perm = json!({"configure": ".*", "write": "^own-.*", "read": ".*"});
+    expect(&api.put("/api/permissions/%2F/dlxadm", perm).await, 201);
+    let adm = Api::new(&server, "dlxadm", "pw");
+    let with_dlx = |x: &str| json!({"arguments": {"x-dead-letter-exchange": x}});
+    let r = adm.put("/api/queues/%2F/dlq1", with_dlx("other-dlx")).await;
+    expect_error(&r, 401);
+    assert!(
+        r.body["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("write access to exchange 'other-dlx'"),
+        "{}",
+        r.body
+    );
+    expect(
+        &adm.put("/api/queues/%2F/dlq1", with_dlx("own-dlx")).await,
+        201,
+    );
+    server.shutdown().await;
+}
+
+/// Management access by tag, as RabbitMQ 3.10's rabbit_mgmt_util: management / policymaker
+/// users see the vhosts they have permissions in, monitoring users list every vhost and every
+/// connection, only administrators manage users, vhosts, permissions and definitions.
+#[tokio::test]
+async fn management_access_follows_user_tags() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = ottermq::testing::start_test_broker().await;
+    let api = Api::new(&server, "guest", "guest");
+    expect(&api.put("/api/vhosts/tagvh", json!({})).await, 201);
+    expect(&api.put("/api/queues/%2F/tq1", json!({})).await, 201);
+    expect(&api.put("/api/queues/tagvh/tq2", json!({})).await, 201);
+    let all = json!({"configure": ".*", "write": ".*", "read": ".*"});
+    for (user, tags, vhost) in [
+        ("tmgmt", "management", Some("%2F")),
+        ("tpol", "policymaker", Some("tagvh")),
+        ("tmon", "monitoring", None),
+        ("tnone", "", Some("%2F")),
+    ] {
+        let u = json!({"password": "pw", "tags": tags});
+        expect(&api.put(&format!("/api/users/{user}"), u).await, 201);
+        if let Some(v) = vhost {
+            let path = format!("/api/permissions/{v}/{user}");
+            expect(&api.put(&path, all.clone()).await, 201);
+        }
+    }
+    // guest's AMQP connection: only monitors and administrators see another user's.
+    let _conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let names = |r: &Reply, field: &str| -> Vec<String> {
+        r.body
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|x| x[field].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let denied = |r: &Reply| {
+        expect_error(r, 401);
+        assert_eq!(
+            r.body["reason"],
+            "User not authorised to access virtual host"
+        );
+    };
+
+    let mgmt = Api::new(&server, "tmgmt", "pw");
+    let q = mgmt.get("/api/queues").await;
+    expect(&q, 200);
+    assert!(names(&q, "name").contains(&"tq1".to_string()), "{}", q.body);
+    assert!(names(&q, "vhost").iter().all(|v| v == "/"), "{}", q.body);
+    assert_eq!(names(&mgmt.get("/api/vhosts").await, "name"), vec!["/"]);
+    let x = mgmt.get("/api/exchanges").await;
+    assert!(names(&x, "vhost").iter().all(|v| v == "/"), "{}", x.body);
+    let b = mgmt.get("/api/bindings").await;
+    assert!(names(&b, "vhost").iter().all(|v| v == "/"), "{}", b.body);
+    expect(&mgmt.get("/api/queues/%2F/tq1").await, 200);
+    denied(&mgmt.get("/api/queues/tagvh").await);
+    denied(&mgmt.get("/api/queues/tagvh/tq2").await);
+    denied(&mgmt.get("/api/exchanges/tagvh/amq.direct").await);
+    denied(&mgmt.put("/api/queues/tagvh/tq3", json!({})).await);
+    denied(
+        &mgmt
+            .post(
+                "/api/queues/tagvh/tq2/get",
+                json!({"count": 1, "ackmode": "ack_requeue_true"}),
+            )
+            .await,
+    );
+    expect_error(&mgmt.get("/api/queues/nowhere").await, 404);
+    assert!(names(&mgmt.get("/api/connections").await, "user").is_empty());
+    for r in [
+        mgmt.get("/api/users").await,
+        mgmt.get("/api/permissions").await,
+        mgmt.get("/api/definitions").await,
+        mgmt.put("/api/vhosts/tmgmt-vh", json!({})).await,
+    ] {
+        expect_error(&r, 401);
+        assert_eq!(r.body["reason"], "Not administrator user");
+    }
+
+    let pol = Api::new(&server, "tpol", "pw");
+    assert_eq!(names(&pol.get("/api/vhosts").await, "name"), vec!["tagvh"]);
+    assert_eq!(names(&pol.get("/api/queues").await, "name"), vec!["tq2"]);
+    denied(&pol.get("/api/queues/%2F/tq1").await);
+    expect(&pol.put("/api/queues/tagvh/tq3", json!({})).await, 201);
+
+    let mon = Api::new(&server, "tmon", "pw");
+    let mut vhosts = names(&mon.get("/api/vhosts").await, "name");
+    vhosts.sort();
+    assert_eq!(vhosts, vec!["/", "tagvh"]);
+    let q = names(&mon.get("/api/queues").await, "name");
+    assert!(
+        q.contains(&"tq1".to_string()) && q.contains(&"tq2".to_string()),
+        "{q:?}"
+    );
+    assert!(names(&mon.get("/api/connections").await, "user").contains(&"guest".to_string()));
+    // Per-vhost URLs still need a permission in that vhost (is_authorized_vhost).
+    denied(&mon.get("/api/queues/tagvh/tq2").await);
+    expect_error(&mon.get("/api/users").await, 401);
+
+    let r = Api::new(&server, "tnone", "pw").get("/api/queues").await;
+    expect_error(&r, 401);
+    assert_eq!(r.body["reason"], "Not management user");
+
+    let admin_q = names(&api.get("/api/queues").await, "name");
+    assert!(admin_q.contains(&"tq2".to_string()));
+    expect(&api.get("/api/queues/tagvh/tq2").await, 200);
+    server.shutdown().await;
 }

@@ -5,24 +5,11 @@
 
 mod common;
 use common::*;
-use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Consumer, ExchangeKind};
 use ottermq_protocol::Method;
-
-async fn channel(c: &lapin::Connection) -> Channel {
-    within("channel", c.create_channel())
-        .await
-        .expect("channel")
-}
-
-fn args(key: &str, v: AMQPValue) -> FieldTable {
-    let mut t = FieldTable::default();
-    t.insert(key.into(), v);
-    t
-}
 
 async fn confirmed(c: &lapin::Connection) -> Channel {
     let ch = channel(c).await;
@@ -46,17 +33,6 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, p: BasicPr
     .await
     .expect("publish");
     assert!(within("confirm", confirm).await.expect("confirm").is_ack());
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    within("delivery", c.next())
-        .await
-        .expect("stream ended")
-        .expect("delivery error")
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8_lossy(&d.data).into_owned()
 }
 
 async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool) -> Consumer {
@@ -99,7 +75,7 @@ async fn single_active_consumer_hands_over_in_registration_order() {
         pubch.queue_declare(
             q.as_str().into(),
             Default::default(),
-            args("x-single-active-consumer", AMQPValue::Boolean(true)),
+            arg("x-single-active-consumer", AMQPValue::Boolean(true)),
         ),
     )
     .await
@@ -120,7 +96,7 @@ async fn single_active_consumer_hands_over_in_registration_order() {
                 q.as_str().into(),
                 "b".into(),
                 opts,
-                args("x-priority", AMQPValue::LongInt(10)),
+                arg("x-priority", AMQPValue::LongInt(10)),
             ),
         )
         .await
@@ -186,7 +162,7 @@ async fn single_active_consumer_argument_must_be_boolean() {
             ch.queue_declare(
                 unique("badsac").as_str().into(),
                 Default::default(),
-                args("x-single-active-consumer", bad),
+                arg("x-single-active-consumer", bad),
             ),
         )
         .await;
@@ -481,7 +457,20 @@ async fn exclusive_queue_refuses_other_connections_with_resource_locked() {
         .await,
         405,
     );
-    // Still there for its owner.
+    // ... while unbinding a binding that does not exist is unbind-ok, owner or not.
+    let ch = channel(&other).await;
+    within(
+        "unbind missing",
+        ch.queue_unbind(
+            qn(),
+            "amq.direct".into(),
+            "never-bound".into(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("unbind-ok for a missing binding on a locked queue");
+    // Still there for its owner, with its binding.
     assert!(passive_exists(&owner, &q).await.is_ok());
     // It goes with its connection. lapin's close can report InvalidChannelState when a
     // channel it dropped (passive_exists) is still closing; the broker is not involved.

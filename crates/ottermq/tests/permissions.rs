@@ -30,6 +30,14 @@ fn grant(server: &ottermq::RunningServer, user: &str, c: &str, w: &str, r: &str)
     });
 }
 
+/// A broker with the limited user holding the given configure, write and read regexes on `/`.
+async fn limited_broker(c: &str, w: &str, r: &str) -> ottermq::RunningServer {
+    let server = ottermq::testing::start_test_broker().await;
+    add_user(&server, USER, PASS);
+    grant(&server, USER, c, w, r);
+    server
+}
+
 fn url(server: &ottermq::RunningServer, user: &str, pass: &str) -> String {
     format!("amqp://{user}:{pass}@{}/%2f", server.amqp_addr)
 }
@@ -80,6 +88,19 @@ async fn raw_open(
     (r, m)
 }
 
+/// A plain (non-durable, non-exclusive) queue.declare of `queue`.
+fn queue_declare(queue: &str, passive: bool) -> Method {
+    Method::QueueDeclare(QueueDeclare {
+        queue: queue.into(),
+        passive,
+        durable: false,
+        exclusive: false,
+        auto_delete: false,
+        nowait: false,
+        arguments: ottermq_protocol::FieldTable::new(),
+    })
+}
+
 async fn raw_channel(r: &mut Raw, ch: u16) {
     r.send(ch, &Method::ChannelOpen).await;
     match r.method().await {
@@ -128,10 +149,8 @@ async fn each_operation_is_checked_against_its_permission() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    add_user(&server, USER, PASS);
     // configure: cfg-* and all-*; write: w-* and all-*; read: r-* and all-*.
-    grant(&server, USER, "^(cfg|all)-", "^(w|all)-", "^(r|all)-");
+    let server = limited_broker("^(cfg|all)-", "^(w|all)-", "^(r|all)-").await;
     // Objects made by guest (full permissions) for the limited user to act on.
     let admin = lapin_connect(&url(&server, "guest", "guest")).await;
     let ach = within("guest channel", admin.create_channel())
@@ -404,19 +423,7 @@ async fn each_operation_is_checked_against_its_permission() {
     raw_channel(&mut r, 5).await;
     r.publish(5, "all-x", "", b"allowed").await;
     // A round trip on the same channel proves the publish did not close it.
-    r.send(
-        5,
-        &Method::QueueDeclare(QueueDeclare {
-            queue: "all-q".into(),
-            passive: true,
-            durable: false,
-            exclusive: false,
-            auto_delete: false,
-            nowait: false,
-            arguments: ottermq_protocol::FieldTable::new(),
-        }),
-    )
-    .await;
+    r.send(5, &queue_declare("all-q", true)).await;
     match r.method().await {
         Some((5, Method::QueueDeclareOk(ok))) => assert_eq!(ok.message_count, 1),
         other => panic!("expected declare-ok with the message, got {other:?}"),
@@ -446,9 +453,7 @@ async fn publish_checks_are_cached_per_channel() {
     if std::env::var("OTTERMQ_TEST_URL").is_ok() {
         return;
     }
-    let server = ottermq::testing::start_test_broker().await;
-    add_user(&server, USER, PASS);
-    grant(&server, USER, ".*", ".*", ".*");
+    let server = limited_broker(".*", ".*", ".*").await;
     let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
     assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
     raw_channel(&mut r, 1).await;
@@ -463,5 +468,69 @@ async fn publish_checks_are_cached_per_channel() {
     assert_eq!(r.expect_channel_close(2).await, (403, 60, 40));
     // Channel 1 is still open: it answers a method.
     qos_round_trip(&mut r, 1).await;
+    server.shutdown().await;
+}
+
+/// Topic permissions (set over the management API): publish to a topic exchange needs write
+/// on the routing key, queue.bind / queue.unbind read on the binding key, `{username}` is
+/// expanded; other exchange types and other exchanges are not affected; 403 as RabbitMQ.
+#[tokio::test]
+async fn topic_permissions_check_routing_and_binding_keys() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = limited_broker(".*", ".*", ".*").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.http_addr.expect("http"));
+    let path = format!("/api/topic-permissions/%2F/{USER}");
+    let put = http
+        .put(format!("{base}{path}"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"exchange": "amq.topic",
+            "write": "^{username}\\.", "read": "^public\\."}))
+        .send();
+    assert_eq!(within("put", put).await.expect("put").status(), 201);
+    let listed = http_json_ok(&base, "/api/topic-permissions").await;
+    assert_eq!(listed[0]["exchange"], "amq.topic", "{listed}");
+
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "amq.topic", "limited.orders", b"ok").await;
+    r.publish(1, "amq.fanout", "anything", b"ok").await;
+    qos_round_trip(&mut r, 1).await;
+    r.publish(1, "amq.topic", "other.orders", b"no").await;
+    assert_eq!(r.expect_channel_close(1).await, (403, 60, 40));
+
+    let bind = |key: &str| {
+        Method::QueueBind(QueueBind {
+            queue: "tp-q".into(),
+            exchange: "amq.topic".into(),
+            routing_key: key.into(),
+            nowait: false,
+            arguments: ottermq_protocol::FieldTable::new(),
+        })
+    };
+    raw_channel(&mut r, 2).await;
+    r.send(2, &queue_declare("tp-q", false)).await;
+    assert!(matches!(
+        r.method().await,
+        Some((2, Method::QueueDeclareOk(_)))
+    ));
+    r.send(2, &bind("public.news")).await;
+    assert!(matches!(r.method().await, Some((2, Method::QueueBindOk))));
+    r.send(2, &bind("secret.news")).await;
+    assert_eq!(r.expect_channel_close(2).await, (403, 50, 20));
+
+    // Deleted: everything is allowed again.
+    let del = http
+        .delete(format!("{base}{path}"))
+        .basic_auth("guest", Some("guest"))
+        .send();
+    assert_eq!(within("delete", del).await.expect("delete").status(), 204);
+    raw_channel(&mut r, 3).await;
+    r.publish(3, "amq.topic", "other.orders", b"now ok").await;
+    r.send(3, &bind("secret.news")).await;
+    assert!(matches!(r.method().await, Some((3, Method::QueueBindOk))));
     server.shutdown().await;
 }

@@ -6,23 +6,10 @@
 
 mod common;
 use common::*;
-use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
-
-async fn channel(c: &lapin::Connection) -> Channel {
-    within("channel", c.create_channel())
-        .await
-        .expect("channel")
-}
-
-fn args(key: &str, v: AMQPValue) -> FieldTable {
-    let mut t = FieldTable::default();
-    t.insert(key.into(), v);
-    t
-}
 
 async fn declare(ch: &Channel, name: &str, opts: QueueDeclareOptions, a: FieldTable) {
     within("declare", ch.queue_declare(name.into(), opts, a))
@@ -60,17 +47,6 @@ async fn drain_get(ch: &Channel, q: &str) -> Vec<String> {
         out.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
     }
     out
-}
-
-async fn next(c: &mut Consumer) -> Delivery {
-    within("delivery", c.next())
-        .await
-        .expect("stream ended")
-        .expect("delivery error")
-}
-
-fn body(d: &Delivery) -> String {
-    String::from_utf8_lossy(&d.data).into_owned()
 }
 
 async fn consume(ch: &Channel, q: &str, tag: &str, no_ack: bool, a: FieldTable) -> Consumer {
@@ -121,7 +97,7 @@ async fn priority_queue_orders_get_consume_and_requeue() {
         &ch,
         &q,
         excl,
-        args("x-max-priority", AMQPValue::ShortShortUInt(10)),
+        arg("x-max-priority", AMQPValue::ShortShortUInt(10)),
     )
     .await;
 
@@ -176,7 +152,7 @@ async fn priority_queue_orders_get_consume_and_requeue() {
         &ch,
         &q,
         excl,
-        args("x-max-priority", AMQPValue::ShortShortUInt(10)),
+        arg("x-max-priority", AMQPValue::ShortShortUInt(10)),
     )
     .await;
     let r = within(
@@ -184,7 +160,7 @@ async fn priority_queue_orders_get_consume_and_requeue() {
         ch.queue_declare(
             q.as_str().into(),
             excl,
-            args("x-max-priority", AMQPValue::ShortShortUInt(9)),
+            arg("x-max-priority", AMQPValue::ShortShortUInt(9)),
         ),
     )
     .await;
@@ -211,7 +187,7 @@ async fn zero_and_wide_integer_maximums_are_accepted() {
         &ch,
         &q0,
         excl,
-        args("x-max-priority", AMQPValue::LongLongInt(0)),
+        arg("x-max-priority", AMQPValue::LongLongInt(0)),
     )
     .await;
     publish(&ch, &q0, "low", None, false).await;
@@ -223,7 +199,7 @@ async fn zero_and_wide_integer_maximums_are_accepted() {
         &ch,
         &q255,
         excl,
-        args("x-max-priority", AMQPValue::LongInt(255)),
+        arg("x-max-priority", AMQPValue::LongInt(255)),
     )
     .await;
     publish(&ch, &q255, "254", Some(254), false).await;
@@ -249,7 +225,7 @@ async fn invalid_max_priority_is_refused_with_precondition_failed() {
             ch.queue_declare(
                 unique("badpq").as_str().into(),
                 Default::default(),
-                args("x-max-priority", bad.clone()),
+                arg("x-max-priority", bad.clone()),
             ),
         )
         .await;
@@ -299,7 +275,7 @@ async fn durable_priority_queue_restarts_in_priority_order() {
             &ch,
             q,
             durable,
-            args("x-max-priority", AMQPValue::ShortShortUInt(10)),
+            arg("x-max-priority", AMQPValue::ShortShortUInt(10)),
         )
         .await;
         publish_all(&ch, q, true).await;
@@ -338,7 +314,7 @@ async fn durable_priority_queue_restarts_in_priority_order() {
 }
 
 fn prio(n: i64) -> FieldTable {
-    args("x-priority", AMQPValue::LongLongInt(n))
+    arg("x-priority", AMQPValue::LongLongInt(n))
 }
 
 async fn plain_publish(ch: &Channel, q: &ShortString, body: &str) {
@@ -455,10 +431,79 @@ async fn consumer_priorities_prefer_higher_with_credit_round_robin_among_equals(
             q.clone(),
             "bad".into(),
             Default::default(),
-            args("x-priority", AMQPValue::LongString("high".into())),
+            arg("x-priority", AMQPValue::LongString("high".into())),
         ),
     )
     .await;
     assert_code(r, 406);
+    b.stop().await;
+}
+
+/// TTL in a priority queue is checked at the head of the highest non-empty level, as
+/// RabbitMQ 3.10's `rabbit_priority_queue:dropwhile` walks the levels from the top and stops
+/// at the first live head: an expired message in a lower level waits behind a live
+/// higher-priority one, and is dead-lettered as soon as it becomes the head.
+#[tokio::test]
+async fn expiry_is_checked_at_the_head_of_the_highest_level() {
+    let b = broker().await;
+    let c = lapin_connect(&b.url).await;
+    let ch = channel(&c).await;
+    let (q, dlq) = (unique("prio-ttl"), unique("prio-ttl-dlq"));
+    let opts = QueueDeclareOptions::default();
+    declare(&ch, &dlq, opts, FieldTable::default()).await;
+    let a = args(&[
+        ("x-max-priority", AMQPValue::ShortShortUInt(5)),
+        ("x-dead-letter-exchange", AMQPValue::LongString("".into())),
+        (
+            "x-dead-letter-routing-key",
+            AMQPValue::LongString(dlq.as_str().into()),
+        ),
+    ]);
+    declare(&ch, &q, opts, a).await;
+    for (body, prio, ttl) in [("live-high", 5, "60000"), ("short-low", 1, "50")] {
+        let p = BasicProperties::default()
+            .with_priority(prio)
+            .with_expiration(ttl.into());
+        within(
+            "publish",
+            ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                Default::default(),
+                body.as_bytes(),
+                p,
+            ),
+        )
+        .await
+        .expect("publish");
+    }
+    // Well past the low message's deadline: it is still there, behind the live head.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let n = within(
+        "passive",
+        ch.queue_declare(q.as_str().into(), passive, FieldTable::default()),
+    )
+    .await
+    .expect("passive")
+    .message_count();
+    assert_eq!(n, 2);
+    let m = get(&ch, &q, true).await.expect("the live head");
+    assert_eq!(body(&m.delivery), "live-high");
+    // Now the expired one is the head: gone, and dead-lettered.
+    assert!(get(&ch, &q, true).await.is_none());
+    let dead = within("dead-lettered", async {
+        loop {
+            if let Some(m) = get(&ch, &dlq, true).await {
+                return m;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(body(&dead.delivery), "short-low");
     b.stop().await;
 }

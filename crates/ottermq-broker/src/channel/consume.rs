@@ -257,16 +257,7 @@ pub(super) fn apply_settle(entries: Vec<Unacked>, how: Settle) {
             let mut touched: SmallVec<[Arc<Queue>; 4]> = SmallVec::new();
             let mut run: Option<(Arc<Queue>, u64)> = None;
             for u in entries {
-                if !acked && u.queue.has_dlx() {
-                    // Dead-lettered (reason rejected), then settled in the log.
-                    u.queue.dead_letter_one(
-                        u.message.message,
-                        u.message.persist_id,
-                        crate::queue::dead_letter::Reason::Rejected,
-                    );
-                } else {
-                    u.queue.settle_persisted(u.message.persist_id);
-                }
+                u.queue.discard(u.message, acked);
                 match &mut run {
                     Some((q, n)) if Arc::ptr_eq(q, &u.queue) => *n += 1,
                     _ => {

@@ -109,7 +109,8 @@ impl Channel {
     }
 
     pub(super) fn exchange_bind(&mut self, ctx: &mut ConnCtx, m: ExchangeBind) -> AmqpResult<()> {
-        binding_permitted(ctx, Resource::Exchange, &m.destination, &m.source)?;
+        let (d, src, key) = (&m.destination, &m.source, &m.routing_key);
+        binding_permitted(ctx, Resource::Exchange, d, src, key)?;
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         if dest.name.is_empty() {
@@ -136,7 +137,8 @@ impl Channel {
         ctx: &mut ConnCtx,
         m: ExchangeUnbind,
     ) -> AmqpResult<()> {
-        binding_permitted(ctx, Resource::Exchange, &m.destination, &m.source)?;
+        let (d, src, key) = (&m.destination, &m.source, &m.routing_key);
+        binding_permitted(ctx, Resource::Exchange, d, src, key)?;
         let dest = ctx.vhost.get_exchange(&m.destination)?;
         let src = ctx.vhost.get_exchange(&m.source)?;
         ctx.vhost.unbind(
@@ -212,14 +214,8 @@ impl Channel {
             };
             ctx.authorize(Access::Configure, Resource::Queue, name.as_bytes())?;
             if ctx.vhost.queue(name.as_bytes()).is_none() {
-                if let Some(dlx) = m.arguments.get("x-dead-letter-exchange") {
-                    if let Some(dlx) = dlx.as_str_bytes() {
-                        ctx.authorize(Access::Read, Resource::Queue, name.as_bytes())?;
-                        ctx.authorize(Access::Write, Resource::Exchange, dlx)?;
-                    }
-                }
+                ctx.authorize_dead_letter(&m.arguments, name.as_bytes())?;
             }
-            crate::queue::limits::QueueLimits::parse(&m.arguments, &name, &ctx.vhost.name)?;
             let options = QueueOptions {
                 durable: m.durable,
                 exclusive: m.exclusive,
@@ -248,7 +244,7 @@ impl Channel {
 
     pub(super) fn queue_bind(&mut self, ctx: &mut ConnCtx, m: QueueBind) -> AmqpResult<()> {
         let qname = self.resolve_queue_name(m.queue)?;
-        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange)?;
+        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange, &m.routing_key)?;
         let q = self.lookup_queue(ctx, qname)?;
         let e = ctx.vhost.get_exchange(&m.exchange)?;
         // An empty routing key with an empty queue name means "the last queue's name".
@@ -268,17 +264,27 @@ impl Channel {
 
     pub(super) fn queue_unbind(&mut self, ctx: &mut ConnCtx, m: QueueUnbind) -> AmqpResult<()> {
         let qname = self.resolve_queue_name(m.queue)?;
-        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange)?;
-        let q = self.lookup_queue(ctx, qname)?;
+        binding_permitted(ctx, Resource::Queue, &qname, &m.exchange, &m.routing_key)?;
+        let q = ctx.vhost.get_queue(&qname)?;
         let e = ctx.vhost.get_exchange(&m.exchange)?;
-        ctx.vhost.unbind(
-            &e,
-            &Binding {
-                destination: Destination::Queue(q),
-                routing_key: m.routing_key,
-                arguments: m.arguments,
-            },
-        )?;
+        let locked = q.check_access(ctx.conn.id);
+        let b = Binding {
+            destination: Destination::Queue(q),
+            routing_key: m.routing_key,
+            arguments: m.arguments,
+        };
+        match locked {
+            // RabbitMQ 3.10 (`rabbit_binding:remove/3`) answers unbind-ok for a binding that
+            // does not exist before it checks exclusive access; only an existing binding to
+            // another connection's exclusive queue is RESOURCE_LOCKED. (The default exchange
+            // is refused first, by `unbind`.)
+            Err(refusal) if !e.name.is_empty() => {
+                if e.bindings().contains(&b) {
+                    return Err(refusal);
+                }
+            }
+            _ => ctx.vhost.unbind(&e, &b)?,
+        }
         self.send(&Method::QueueUnbindOk);
         Ok(())
     }
@@ -325,15 +331,23 @@ impl Channel {
 }
 
 /// RabbitMQ's binding checks (bind and unbind alike): write on the destination, read on the
-/// source exchange, both before either is looked up.
+/// source exchange, both before either is looked up; then, when the source is a topic
+/// exchange, topic read permission on the binding key (`check_read_permitted_on_topic`).
 fn binding_permitted(
     ctx: &ConnCtx,
     kind: Resource,
     destination: &ShortStr,
     source: &ShortStr,
+    key: &ShortStr,
 ) -> AmqpResult<()> {
     ctx.authorize(Access::Write, kind, destination.as_bytes())?;
-    ctx.authorize(Access::Read, Resource::Exchange, source.as_bytes())
+    ctx.authorize(Access::Read, Resource::Exchange, source.as_bytes())?;
+    match ctx.vhost.exchange(source.as_bytes()) {
+        Some(x) if x.kind == crate::exchange::ExchangeKind::Topic => {
+            ctx.authorize_topic(Access::Read, &x.name, key.as_bytes())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Deletes a queue and tells its consumers with basic.cancel (consumer_cancel_notify).

@@ -7,6 +7,7 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
+use crate::permissions::Access;
 use crate::queue::{Enqueued, Queue};
 use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
@@ -203,6 +204,10 @@ impl Channel {
                 exchange.name, ctx.vhost.name
             ))
             .on(60, 40));
+        }
+        if exchange.kind == crate::exchange::ExchangeKind::Topic {
+            ctx.authorize_topic(Access::Write, &exchange.name, p.routing_key.as_bytes())
+                .map_err(|e| e.on(60, 40))?;
         }
         if let Some(e) = properties.expiration() {
             if let Err(why) = crate::queue::limits::parse_expiration(e) {

@@ -68,6 +68,19 @@ impl Queue {
         self.settle_persisted(persist_id);
     }
 
+    /// A message taken as unacknowledged leaves for good: acknowledged, or rejected without
+    /// requeue, then dead-lettered (reason `rejected`) when the queue has a dead-letter
+    /// exchange, as RabbitMQ does for basic.reject / basic.nack and for the management API's
+    /// `reject_requeue_false` get. Settled in the message log either way; the caller counts
+    /// it with `settled`.
+    pub fn discard(&self, qm: QueuedMessage, acked: bool) {
+        if !acked && self.has_dlx() {
+            self.dead_letter_one(qm.message, qm.persist_id, Reason::Rejected);
+        } else {
+            self.settle_persisted(qm.persist_id);
+        }
+    }
+
     /// Whether a rejected message goes somewhere rather than being dropped.
     pub fn has_dlx(&self) -> bool {
         self.limits.dlx.is_some()

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod flow;
 pub mod limits;
 pub mod priority;
+pub mod timer;
 pub mod ttl;
 
 use crate::error::{AmqpError, AmqpResult};
@@ -50,7 +51,7 @@ pub struct Queue {
     pub limits: limits::QueueLimits,
     /// The vhost, to route dead-lettered messages (weak: the vhost owns its queues).
     vhost_ref: Weak<crate::vhost::VHost>,
-    /// Some message with a deadline was enqueued: the expiry sweep looks at this queue.
+    /// Some message with a deadline was enqueued: the queue arms the expiry timer for its head.
     may_expire: AtomicBool,
     /// Publisher flow control: holds publishers while consumers catch up.
     pub flow: flow::QueueFlow,
@@ -95,6 +96,10 @@ struct QueueState {
     dead: Vec<(QueuedMessage, dead_letter::Reason)>,
     /// Last consumer change, basic.get or redeclare (`x-expires`).
     last_used: Instant,
+    /// The head deadline the expiry timer is armed for (message TTL).
+    armed_head: Option<Instant>,
+    /// The `x-expires` deadline the expiry timer is armed for.
+    armed_expires: Option<Instant>,
 }
 
 impl QueueState {
@@ -112,6 +117,8 @@ impl QueueState {
             last_consumer_conn: 0,
             dead: Vec::new(),
             last_used: Instant::now(),
+            armed_head: None,
+            armed_expires: None,
         }
     }
 }
@@ -132,9 +139,18 @@ pub enum CancelOutcome {
     Removed { now_unused_auto_delete: bool },
 }
 
+/// Checks every queue argument RabbitMQ 3.10 checks at queue.declare (TTL, expiry,
+/// dead-lettering, length limits and overflow, then priority and single active consumer), with
+/// its PRECONDITION_FAILED texts. The one check behind queue.declare, the management API's
+/// `PUT /api/queues` and definitions import (all go through `VHost::declare_queue`).
+pub fn check_declare_args(args: &FieldTable, queue: &ShortStr, vhost: &str) -> AmqpResult<()> {
+    limits::QueueLimits::parse(args, queue, vhost)?;
+    dispatch::check_args(args, &queue.to_string_lossy(), vhost)
+}
+
 impl Queue {
     /// A queue with the behaviour its arguments ask for (`x-max-priority`,
-    /// `x-single-active-consumer`); the arguments were checked by `dispatch::check_args`.
+    /// `x-single-active-consumer`); the arguments were checked by [`check_declare_args`].
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
         let limits = limits::QueueLimits::lenient(&options.arguments);
         let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)
@@ -183,7 +199,7 @@ impl Queue {
     }
 
     /// Puts messages recovered from disk at the back of the ready list, in the given order.
-    pub fn restore(&self, messages: impl IntoIterator<Item = (Message, u64, bool)>) {
+    pub fn restore(self: &Arc<Self>, messages: impl IntoIterator<Item = (Message, u64, bool)>) {
         let mut st = self.state.lock();
         let now = Instant::now();
         for (message, persist_id, redelivered) in messages {
@@ -200,6 +216,7 @@ impl Queue {
                 persist_id,
             });
         }
+        st.arm_head(self);
     }
 
     /// Records on disk that a persisted message left this queue for good.
@@ -286,11 +303,13 @@ impl Queue {
             if let Err(qm) = st.deliver_one(self, qm, now) {
                 st.push_ready(qm);
                 st.after_enqueue(&self.limits);
+                st.arm_head(self);
             }
         } else {
             st.push_ready(qm);
             st.drain(self, now);
             st.after_enqueue(&self.limits);
+            st.arm_head(self);
             if st.ready.len() > flow::FLOW_HIGH && st.delivered_since_flow {
                 st.delivered_since_flow = false;
                 self.flow.engage(st.last_consumer_conn);
@@ -324,6 +343,7 @@ impl Queue {
         }
         st.drain(self, Instant::now());
         st.after_enqueue(&self.limits);
+        st.arm_head(self);
         self.release(st);
     }
 
@@ -350,6 +370,7 @@ impl Queue {
             self.release(st);
             return None;
         };
+        st.arm_head(self);
         st.relieve_flow(self);
         if !no_ack {
             st.unacked += 1;
@@ -393,7 +414,7 @@ impl Queue {
         self.state.lock().single_active
     }
 
-    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> CancelOutcome {
+    pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> CancelOutcome {
         let mut st = self.state.lock();
         let Some(pos) = st.consumers.iter().position(|c| Arc::ptr_eq(c, consumer)) else {
             return CancelOutcome::NotFound;
@@ -403,6 +424,10 @@ impl Queue {
         st.last_used = Instant::now();
         if st.cursor > pos {
             st.cursor -= 1;
+        }
+        if let (Some(ms), true) = (self.limits.expires, st.consumers.is_empty()) {
+            let due = st.last_used + std::time::Duration::from_millis(ms);
+            st.arm_expires(self, due);
         }
         CancelOutcome::Removed {
             now_unused_auto_delete: self.options.auto_delete
@@ -514,6 +539,7 @@ impl QueueState {
                 break;
             }
         }
+        self.arm_head(queue);
         self.relieve_flow(queue);
     }
 

@@ -1,21 +1,18 @@
-//! Message TTL and queue expiry: when a message's time is up, and the sweep that expires the
-//! heads of idle queues and deletes unused `x-expires` queues.
+//! Message TTL and queue expiry: when a message's time is up, and what the expiry timer does
+//! when a queue's head message or the queue itself (`x-expires`) reaches its deadline.
 //!
 //! A message's deadline is fixed when it is enqueued (the smaller of the queue's
 //! `x-message-ttl` and its own `expiration`), as RabbitMQ does; like RabbitMQ, only the head
 //! of the ready list is checked, so a long-lived head holds back shorter-lived messages behind
-//! it. Heads are expired whenever the queue delivers, is read or is published to, and by one
-//! broker-wide sweep task (no timer per queue, none per message) for queues nobody touches.
+//! it. Heads are expired whenever the queue delivers, is read or is published to, and at the
+//! head's deadline by the expiry timer ([`super::timer`]), armed for the head only (no timer
+//! per message), so a message nobody reads is dead-lettered at its deadline, not later.
 
 use super::Queue;
-use crate::broker::Broker;
 use crate::message::Message;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// How often the sweep looks at queues that may hold expiring messages or may expire.
-pub const SWEEP_INTERVAL: Duration = Duration::from_millis(25);
 
 impl Queue {
     /// The deadline of a message enqueued at `now`; None (no clock arithmetic, no parsing
@@ -35,33 +32,49 @@ impl Queue {
         Some(now + Duration::from_millis(ttl))
     }
 
-    /// Whether the sweep has anything to do for this queue.
-    fn needs_sweep(&self) -> bool {
-        self.limits.expires.is_some() || self.may_expire.load(Ordering::Relaxed)
-    }
-
-    /// Expires the queue's head messages whose time is up (dead-lettering them).
-    pub fn expire_now(&self) {
+    /// Runs at an armed deadline (see [`super::timer`]): expires the head messages whose time
+    /// is up, re-arms for the new head, and deletes the queue when `x-expires` is reached.
+    pub(super) fn on_timer(self: &Arc<Self>) {
+        let now = Instant::now();
         let mut st = self.state.lock();
+        if st.armed_head.is_some_and(|t| t <= now) {
+            st.armed_head = None;
+        }
         st.expire_head();
-        let dead = std::mem::take(&mut st.dead);
-        drop(st);
-        if !dead.is_empty() {
-            self.dead_letter_all(dead);
+        st.arm_head(self);
+        let mut unused = false;
+        if let Some(ms) = self.limits.expires {
+            if st.armed_expires.is_some_and(|t| t <= now) {
+                st.armed_expires = None;
+            }
+            if st.consumers.is_empty() {
+                let due = st.last_used + Duration::from_millis(ms);
+                if due <= now {
+                    unused = true;
+                } else {
+                    st.arm_expires(self, due);
+                }
+            }
+        }
+        self.release(st);
+        if unused && !self.is_deleted() {
+            if let Some(v) = self.vhost_ref.upgrade() {
+                v.delete_queue_and_cancel(self);
+            }
         }
     }
 
-    /// `x-expires`: unused (no consumers, not read, not redeclared) for at least its value.
-    fn unused_for_too_long(&self, now: Instant) -> bool {
-        let Some(ms) = self.limits.expires else {
-            return false;
-        };
-        let st = self.state.lock();
-        st.consumers.is_empty()
-            && now.saturating_duration_since(st.last_used) >= Duration::from_millis(ms)
+    /// `x-expires`: arms the timer for the queue's first possible expiry (declaration).
+    pub(crate) fn arm_expiry(self: &Arc<Self>) {
+        if let Some(ms) = self.limits.expires {
+            let mut st = self.state.lock();
+            let due = st.last_used + Duration::from_millis(ms);
+            st.arm_expires(self, due);
+        }
     }
 
-    /// Restarts the `x-expires` clock (redeclare, basic.get, consumer added or removed).
+    /// Restarts the `x-expires` clock (redeclare, basic.get, consumer added or removed). The
+    /// deadline already armed fires early, sees the queue was used, and re-arms.
     pub fn touch(&self) {
         if self.limits.expires.is_some() {
             self.state.lock().last_used = Instant::now();
@@ -69,32 +82,29 @@ impl Queue {
     }
 }
 
-/// One sweep over every queue of every vhost.
-pub fn sweep(broker: &Broker) {
-    let now = Instant::now();
-    for v in broker.vhosts() {
-        for q in v.queues() {
-            if !q.needs_sweep() {
-                continue;
-            }
-            if q.unused_for_too_long(now) {
-                v.delete_queue_and_cancel(&q);
-                continue;
-            }
-            q.expire_now();
+impl super::QueueState {
+    /// Arms the timer for the head's deadline unless an earlier one is already armed: one
+    /// atomic load for a queue that never held a message with a deadline.
+    pub(super) fn arm_head(&mut self, queue: &Arc<Queue>) {
+        if !queue.may_expire.load(Ordering::Relaxed) {
+            return;
         }
+        let Some(at) = self.ready.front().and_then(|m| m.expires_at) else {
+            return;
+        };
+        if self.armed_head.is_some_and(|a| a <= at) {
+            return;
+        }
+        self.armed_head = Some(at);
+        super::timer::schedule(at, queue);
     }
-}
 
-/// Runs the sweep every `SWEEP_INTERVAL` until `stop` resolves.
-pub async fn run(broker: Arc<Broker>, stop: impl std::future::Future<Output = ()>) {
-    let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticker.tick() => sweep(&broker),
+    /// Arms the `x-expires` deadline `at` unless one is armed already (it fires no later).
+    pub(super) fn arm_expires(&mut self, queue: &Arc<Queue>, at: Instant) {
+        if self.armed_expires.is_some() {
+            return;
         }
+        self.armed_expires = Some(at);
+        super::timer::schedule(at, queue);
     }
 }

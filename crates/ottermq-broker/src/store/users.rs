@@ -6,6 +6,7 @@
 use super::record::{self, put_long, put_short, Fields, Item, Malformed};
 use super::recovery::{Issue, IssueKind};
 use crate::permissions::{HashAlgorithm, PasswordHash, Permission, User};
+use crate::topic_permissions::TopicPermission;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -17,6 +18,8 @@ const REC_DEL_USER: u8 = 2;
 const REC_PERM: u8 = 3;
 const REC_DEL_PERM: u8 = 4;
 const REC_DEL_VHOST: u8 = 5;
+const REC_TOPIC_PERM: u8 = 6;
+const REC_DEL_TOPIC_PERM: u8 = 7;
 
 /// One change to users or permissions.
 #[derive(Debug, Clone)]
@@ -36,6 +39,18 @@ pub enum UserChange {
     },
     /// Drops every permission in a deleted vhost.
     DeleteVhost(String),
+    /// Adds or replaces the topic permission of (vhost, user, `perm.exchange`).
+    SetTopicPermission {
+        vhost: String,
+        user: String,
+        perm: TopicPermission,
+    },
+    /// Removes the user's topic permissions in the vhost: for one exchange, or all of them.
+    ClearTopicPermission {
+        vhost: String,
+        user: String,
+        exchange: Option<String>,
+    },
 }
 
 /// The open users log.
@@ -154,6 +169,31 @@ fn encode(o: &mut Vec<u8>, c: &UserChange) {
             o.push(REC_DEL_VHOST);
             put_long(o, v.as_bytes());
         }
+        UserChange::SetTopicPermission { vhost, user, perm } => {
+            o.push(REC_TOPIC_PERM);
+            put_long(o, vhost.as_bytes());
+            put_long(o, user.as_bytes());
+            put_long(o, perm.exchange.as_bytes());
+            put_long(o, perm.write.as_bytes());
+            put_long(o, perm.read.as_bytes());
+        }
+        UserChange::ClearTopicPermission {
+            vhost,
+            user,
+            exchange,
+        } => {
+            o.push(REC_DEL_TOPIC_PERM);
+            put_long(o, vhost.as_bytes());
+            put_long(o, user.as_bytes());
+            // 0: every exchange; 1 then the name: that one.
+            match exchange {
+                None => o.push(0),
+                Some(x) => {
+                    o.push(1);
+                    put_long(o, x.as_bytes());
+                }
+            }
+        }
     }
 }
 
@@ -196,6 +236,27 @@ fn decode(payload: Bytes) -> Result<UserChange, Malformed> {
             user: text(&mut f)?,
         },
         REC_DEL_VHOST => UserChange::DeleteVhost(text(&mut f)?),
+        REC_TOPIC_PERM => {
+            let vhost = text(&mut f)?;
+            let user = text(&mut f)?;
+            let (x, w, r) = (text(&mut f)?, text(&mut f)?, text(&mut f)?);
+            let perm = TopicPermission::new(&x, &w, &r, &user, &vhost).map_err(|_| Malformed)?;
+            UserChange::SetTopicPermission { vhost, user, perm }
+        }
+        REC_DEL_TOPIC_PERM => {
+            let vhost = text(&mut f)?;
+            let user = text(&mut f)?;
+            let exchange = match f.u8()? {
+                0 => None,
+                1 => Some(text(&mut f)?),
+                _ => return Err(Malformed),
+            };
+            UserChange::ClearTopicPermission {
+                vhost,
+                user,
+                exchange,
+            }
+        }
         _ => return Err(Malformed),
     };
     if !f.is_empty() {

@@ -16,9 +16,14 @@ use ottermq_broker::permissions::{HashAlgorithm, PasswordHash, Permission, User}
 use ottermq_broker::store::users::UserChange;
 use serde_json::{json, Value};
 
+/// Whether the user has the administrator tag.
+pub fn is_admin(user: &AuthUser) -> bool {
+    user.tags.iter().any(|t| t == "administrator")
+}
+
 /// RabbitMQ's answer to a user without the administrator tag.
 pub fn require_admin(user: &AuthUser) -> ApiResult<()> {
-    if user.tags.iter().any(|t| t == "administrator") {
+    if is_admin(user) {
         Ok(())
     } else {
         Err(ApiError {
@@ -166,7 +171,9 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
+pub(super) async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         error: "internal_error",
@@ -243,8 +250,8 @@ pub async fn list_permissions(
     )))
 }
 
-fn vhost_and_user(s: &AppState, vhost: &str, user: &str) -> ApiResult<()> {
-    super::vhost(s, vhost)?;
+pub(super) fn vhost_and_user(s: &AppState, vhost: &str, user: &str) -> ApiResult<()> {
+    super::access::find_vhost(s, vhost)?;
     if s.broker.users.user(user).is_none() {
         return Err(ApiError::not_found(format!("user '{user}' not found")));
     }

@@ -230,14 +230,12 @@ fn object_series(store: &SeriesStore, key: &ObjectKey, d: Duration) -> Value {
 
 pub async fn queue(
     State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<crate::auth::AuthUser>,
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let d = parse_duration(q.duration.as_deref(), max_duration(&s))?;
-    let v = s
-        .broker
-        .vhost(&vhost)
-        .ok_or_else(|| ApiError::not_found(format!("vhost '{vhost}' not found")))?;
+    let v = super::vhost(&s, &me, &vhost)?;
     let queue = v.queue(name.as_bytes()).ok_or_else(|| {
         ApiError::not_found(format!("queue '{name}' not found in vhost '{vhost}'"))
     })?;
@@ -267,14 +265,12 @@ pub async fn queue(
 
 pub async fn exchange(
     State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<crate::auth::AuthUser>,
     Path((vhost, name)): Path<(String, String)>,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     let d = parse_duration(q.duration.as_deref(), max_duration(&s))?;
-    let v = s
-        .broker
-        .vhost(&vhost)
-        .ok_or_else(|| ApiError::not_found(format!("vhost '{vhost}' not found")))?;
+    let v = super::vhost(&s, &me, &vhost)?;
     let e = v
         .exchange(super::exchange_lookup_name(&name).as_bytes())
         .ok_or_else(|| {

@@ -1,6 +1,7 @@
 //! The management API's read endpoints, in RabbitMQ's JSON shape for the fields they share, so
 //! tools written for RabbitMQ's management API can read OtterMQ.
 
+pub mod access;
 pub mod admin;
 mod body;
 pub mod definitions;
@@ -10,15 +11,14 @@ pub mod objects;
 pub mod paging;
 pub mod publish;
 pub mod queue_actions;
+pub mod topic_permissions;
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use json::{binding_json, channel_json, connection_json, exchange_json, queue_json};
-use ottermq_broker::vhost::VHost;
 use serde_json::{json, Value};
-use std::sync::Arc;
 
 /// `GET /api/whoami`: the authenticated user (the UI's login check), as RabbitMQ answers it.
 pub async fn whoami(axum::Extension(u): axum::Extension<crate::auth::AuthUser>) -> Json<Value> {
@@ -34,14 +34,16 @@ pub(crate) fn exchange_lookup_name(name: &str) -> &str {
     }
 }
 
-fn vhost(s: &AppState, name: &str) -> ApiResult<Arc<VHost>> {
-    s.broker
-        .vhost(name)
-        .ok_or_else(|| ApiError::not_found(format!("vhost '{name}' not found")))
-}
+use crate::auth::AuthUser;
+use access::{sees_user, sees_vhost, vhost_for as vhost};
+use axum::Extension;
 
-pub async fn overview(State(s): State<AppState>) -> Json<Value> {
-    let vhosts = s.broker.vhosts();
+pub async fn overview(
+    State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
+) -> Json<Value> {
+    let mut vhosts = s.broker.vhosts();
+    vhosts.retain(|v| sees_vhost(&s, &me, &v.name));
     let (mut ready, mut unacked, mut consumers, mut queues, mut exchanges) =
         (0u64, 0u64, 0u64, 0usize, 0usize);
     for v in &vhosts {
@@ -89,11 +91,12 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
     }))
 }
 
-pub async fn vhosts(State(s): State<AppState>) -> Json<Value> {
+pub async fn vhosts(State(s): State<AppState>, Extension(me): Extension<AuthUser>) -> Json<Value> {
     let list: Vec<Value> = s
         .broker
         .vhosts()
         .iter()
+        .filter(|v| sees_vhost(&s, &me, &v.name))
         .map(|v| {
             let (mut ready, mut unacked) = (0, 0);
             for q in v.queues() {
@@ -110,12 +113,16 @@ pub async fn vhosts(State(s): State<AppState>) -> Json<Value> {
 
 pub async fn queues(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Query(lq): Query<paging::ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
     {
         let store = s.broker.metrics.read();
         for v in s.broker.vhosts() {
+            if !sees_vhost(&s, &me, &v.name) {
+                continue;
+            }
             out.extend(v.queues().iter().map(|q| queue_json(q, &store)));
         }
     }
@@ -124,10 +131,11 @@ pub async fn queues(
 
 pub async fn queues_in(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Path(vh): Path<String>,
     Query(lq): Query<paging::ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let v = vhost(&s, &vh)?;
+    let v = vhost(&s, &me, &vh)?;
     let out = {
         let store = s.broker.metrics.read();
         v.queues().iter().map(|q| queue_json(q, &store)).collect()
@@ -137,9 +145,10 @@ pub async fn queues_in(
 
 pub async fn queue(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let v = vhost(&s, &vh)?;
+    let v = vhost(&s, &me, &vh)?;
     let q = v
         .queue(name.as_bytes())
         .ok_or_else(|| ApiError::not_found(format!("queue '{name}' not found in vhost '{vh}'")))?;
@@ -149,12 +158,16 @@ pub async fn queue(
 
 pub async fn exchanges(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Query(lq): Query<paging::ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let mut out = Vec::new();
     {
         let store = s.broker.metrics.read();
         for v in s.broker.vhosts() {
+            if !sees_vhost(&s, &me, &v.name) {
+                continue;
+            }
             out.extend(
                 v.exchanges()
                     .iter()
@@ -167,9 +180,10 @@ pub async fn exchanges(
 
 pub async fn exchanges_in(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Path(vh): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let v = vhost(&s, &vh)?;
+    let v = vhost(&s, &me, &vh)?;
     let store = s.broker.metrics.read();
     Ok(Json(Value::Array(
         v.exchanges()
@@ -181,9 +195,10 @@ pub async fn exchanges_in(
 
 pub async fn exchange(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let v = vhost(&s, &vh)?;
+    let v = vhost(&s, &me, &vh)?;
     let e = v
         .exchange(exchange_lookup_name(&name).as_bytes())
         .ok_or_else(|| {
@@ -193,9 +208,15 @@ pub async fn exchange(
     Ok(Json(exchange_json(&v.name, &e, &store)))
 }
 
-pub async fn bindings(State(s): State<AppState>) -> Json<Value> {
+pub async fn bindings(
+    State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
+) -> Json<Value> {
     let mut out = Vec::new();
     for v in s.broker.vhosts() {
+        if !sees_vhost(&s, &me, &v.name) {
+            continue;
+        }
         for e in v.exchanges() {
             for b in e.bindings() {
                 out.push(binding_json(&v.name, &e.name, &b));
@@ -207,33 +228,47 @@ pub async fn bindings(State(s): State<AppState>) -> Json<Value> {
 
 pub async fn connections(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Query(lq): Query<paging::ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let out = s
         .broker
         .connections()
         .iter()
+        .filter(|c| sees_user(&me, &c.info.lock().user))
         .map(|c| connection_json(c))
         .collect();
     Ok(Json(paging::apply(out, &lq)?))
 }
 
-pub async fn channels(State(s): State<AppState>) -> Json<Value> {
+pub async fn channels(
+    State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
+) -> Json<Value> {
     let mut out = Vec::new();
     for c in s.broker.connections() {
+        if !sees_user(&me, &c.info.lock().user) {
+            continue;
+        }
         let chans: Vec<_> = c.channels.lock().values().cloned().collect();
         out.extend(chans.iter().map(|ch| channel_json(&c, ch)));
     }
     Json(Value::Array(out))
 }
 
-pub async fn consumers(State(s): State<AppState>) -> Json<Value> {
+pub async fn consumers(
+    State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
+) -> Json<Value> {
     let mut out = Vec::new();
     for c in s.broker.connections() {
         let chans: Vec<_> = c.channels.lock().values().cloned().collect();
         for ch in chans {
             let list: Vec<_> = ch.consumers.lock().clone();
             for (q, cons) in list {
+                if !sees_vhost(&s, &me, &q.vhost) {
+                    continue;
+                }
                 out.push(json!({
                     "consumer_tag": cons.tag.to_string(),
                     "queue": {"name": q.name.to_string(), "vhost": &*q.vhost},

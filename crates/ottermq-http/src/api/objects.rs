@@ -3,12 +3,12 @@
 //! /api/exchanges/{vhost}/{name}`, `POST /api/bindings/{vhost}/e/{exchange}/q/{queue}` (201 and
 //! a `Location`), `DELETE /api/bindings/{vhost}/e/{exchange}/q/{queue}/{props}`.
 //!
-//! They need the administrator tag and are then checked against the HTTP user's AMQP
-//! permissions in the vhost exactly as the AMQP method would be (RabbitMQ runs them as AMQP
+//! They need access to the vhost (administrator, or a permission entry there: see
+//! `access.rs`) and are then checked against the HTTP user's AMQP permissions in the vhost
+//! exactly as the AMQP method would be (RabbitMQ runs them as AMQP
 //! methods as that user). AMQP refusals map as RabbitMQ's management maps them: 403 → 401
 //! `not_authorised`, 404 → 404, anything else (406 inequivalent, ...) → 400 `bad_request`.
 
-use super::admin::require_admin;
 use super::body::parse_json;
 use super::exchange_lookup_name;
 use super::json::table_json;
@@ -105,8 +105,7 @@ pub async fn put_queue(
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    require_admin(&me)?;
-    let v = super::vhost(&s, &vh)?;
+    let v = super::vhost(&s, &me, &vh)?;
     let m = object(&body)?;
     let qname = short(&name, "queue name")?;
     if name.is_empty() || name.starts_with("amq.") {
@@ -129,14 +128,15 @@ pub async fn put_queue(
         arguments: arguments(&m)?,
     };
     if v.queue(name.as_bytes()).is_none() {
-        if let Some(dlx) = options
-            .arguments
-            .get("x-dead-letter-exchange")
-            .and_then(|x| x.as_str_bytes())
-        {
-            authorize(&s, &me, &v, Access::Read, Resource::Queue, name.as_bytes())?;
-            authorize(&s, &me, &v, Access::Write, Resource::Exchange, dlx)?;
-        }
+        let perm = s.broker.users.permission(&v.name, &me.name);
+        permissions::check_dead_letter(
+            perm.as_deref(),
+            &options.arguments,
+            name.as_bytes(),
+            &v.name,
+            &me.name,
+        )
+        .map_err(amqp_error)?;
     }
     let (_, created) = tokio::task::spawn_blocking(move || v.declare_queue(qname, options, 0))
         .await
@@ -157,8 +157,7 @@ pub async fn put_exchange(
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    require_admin(&me)?;
-    let v = super::vhost(&s, &vh)?;
+    let v = super::vhost(&s, &me, &vh)?;
     let m = object(&body)?;
     let kind_name = m
         .get("type")
@@ -237,8 +236,7 @@ pub async fn delete_exchange(
     Path((vh, name)): Path<(String, String)>,
     Query(q): Query<IfUnused>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&me)?;
-    let v = super::vhost(&s, &vh)?;
+    let v = super::vhost(&s, &me, &vh)?;
     let if_unused = match q.if_unused.as_deref() {
         None | Some("false") => false,
         Some("true") | Some("") => true,
@@ -343,7 +341,7 @@ fn binding_ends(
     Arc<ottermq_broker::exchange::Exchange>,
     Arc<ottermq_broker::queue::Queue>,
 )> {
-    let v = super::vhost(s, vh)?;
+    let v = super::vhost(s, me, vh)?;
     let ex = exchange_lookup_name(exchange);
     // RabbitMQ's binding checks: write on the queue, read on the exchange, then lookups.
     authorize(s, me, &v, Access::Write, Resource::Queue, queue.as_bytes())?;
@@ -370,7 +368,6 @@ pub async fn post_binding(
     Path((vh, exchange, queue)): Path<(String, String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    require_admin(&me)?;
     let m = object(&body)?;
     let (v, e, q) = binding_ends(&s, &me, &vh, &exchange, &queue)?;
     let routing_key = match m.get("routing_key") {
@@ -405,7 +402,6 @@ pub async fn delete_binding(
     Extension(me): Extension<AuthUser>,
     Path((vh, exchange, queue, props)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    require_admin(&me)?;
     let (v, e, q) = binding_ends(&s, &me, &vh, &exchange, &queue)?;
     let found = e.bindings().into_iter().find(|b| {
         matches!(&b.destination, Destination::Queue(x) if Arc::ptr_eq(x, &q)) && {

@@ -28,6 +28,7 @@ pub struct PublishRequest {
 
 pub async fn publish(
     State(s): State<AppState>,
+    axum::Extension(me): axum::Extension<crate::auth::AuthUser>,
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -50,7 +51,7 @@ pub async fn publish(
         ));
     }
     let props = properties_from_json(&req.properties)?;
-    let v = vhost(&s, &vh)?;
+    let v = vhost(&s, &me, &vh)?;
     if payload.len() as u64 > s.broker.config.max_message_size {
         return Err(ApiError::bad_request(format!(
             "message size {} is larger than configured max size {}",

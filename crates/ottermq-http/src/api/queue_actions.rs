@@ -35,8 +35,13 @@ fn authorize(s: &AppState, me: &AuthUser, v: &VHost, access: Access, name: &str)
     .map_err(super::objects::amqp_error)
 }
 
-fn find_queue(s: &AppState, vh: &str, name: &str) -> ApiResult<(Arc<VHost>, Arc<Queue>)> {
-    let v = vhost(s, vh)?;
+fn find_queue(
+    s: &AppState,
+    me: &AuthUser,
+    vh: &str,
+    name: &str,
+) -> ApiResult<(Arc<VHost>, Arc<Queue>)> {
+    let v = vhost(s, me, vh)?;
     let q = v
         .queue(name.as_bytes())
         .ok_or_else(|| ApiError::not_found(format!("queue '{name}' not found in vhost '{vh}'")))?;
@@ -50,7 +55,7 @@ pub async fn purge(
     Extension(me): Extension<AuthUser>,
     Path((vh, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let (v, q) = find_queue(&s, &vh, &name)?;
+    let (v, q) = find_queue(&s, &me, &vh, &name)?;
     authorize(&s, &me, &v, Access::Read, &name)?;
     q.purge();
     Ok(StatusCode::NO_CONTENT)
@@ -85,7 +90,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let if_unused = flag(&params.if_unused, "if-unused")?;
     let if_empty = flag(&params.if_empty, "if-empty")?;
-    let (v, q) = find_queue(&s, &vh, &name)?;
+    let (v, q) = find_queue(&s, &me, &vh, &name)?;
     authorize(&s, &me, &v, Access::Configure, &name)?;
     let c = q.counts();
     if if_unused && c.consumers > 0 {
@@ -123,9 +128,11 @@ const MAX_GET: u32 = 10_000;
 /// `POST /api/queues/{vhost}/{name}/get`: takes up to `count` messages from the head of the
 /// queue. `ack_requeue_true` / `reject_requeue_true` put them back afterwards (marked
 /// redelivered, at their original positions); `ack_requeue_false` acknowledges them and
-/// `reject_requeue_false` rejects them (both remove them).
+/// `reject_requeue_false` rejects them (both remove them; rejected ones are dead-lettered,
+/// reason `rejected`, when the queue has a dead-letter exchange).
 pub async fn get(
     State(s): State<AppState>,
+    Extension(me): Extension<AuthUser>,
     Path((vh, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
@@ -156,7 +163,9 @@ pub async fn get(
             "count must be between 1 and {MAX_GET}"
         )));
     }
-    let (_, q) = find_queue(&s, &vh, &name)?;
+    let (v, q) = find_queue(&s, &me, &vh, &name)?;
+    // RabbitMQ runs basic.get as the HTTP user: read permission on the queue.
+    authorize(&s, &me, &v, Access::Read, &name)?;
 
     let mut taken = Vec::new();
     let mut out = Vec::new();
@@ -194,10 +203,11 @@ pub async fn get(
     if requeue {
         q.requeue(taken);
     } else {
-        // Gone for good: persistent messages are settled in the message log too, so they do
-        // not come back after a restart.
-        for qm in &taken {
-            q.settle_persisted(qm.persist_id);
+        // Gone for good (rejected ones dead-lettered when the queue has a DLX, as RabbitMQ's
+        // basic.reject does): persistent messages are settled in the message log too, so they
+        // do not come back after a restart.
+        for qm in taken {
+            q.discard(qm, ack);
         }
         q.settled(n, ack);
     }

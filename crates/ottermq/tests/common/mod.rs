@@ -280,3 +280,52 @@ pub async fn http_json_ok(base: &str, path: &str) -> serde_json::Value {
     assert_eq!(r.status().as_u16(), 200, "{path}");
     r.json().await.expect("json body")
 }
+
+/// A new lapin channel on `c`.
+pub async fn channel(c: &lapin::Connection) -> lapin::Channel {
+    within("channel", c.create_channel())
+        .await
+        .expect("channel")
+}
+
+/// A field table of the given (key, value) pairs, for queue and consumer arguments.
+pub fn args(list: &[(&str, lapin::types::AMQPValue)]) -> lapin::types::FieldTable {
+    let mut t = lapin::types::FieldTable::default();
+    for (k, v) in list {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+/// A field table with one argument.
+pub fn arg(key: &str, v: lapin::types::AMQPValue) -> lapin::types::FieldTable {
+    args(&[(key, v)])
+}
+
+/// The next delivery of a lapin consumer, within the common timeout.
+pub async fn next(c: &mut lapin::Consumer) -> lapin::message::Delivery {
+    use futures_util::StreamExt;
+    within("delivery", c.next())
+        .await
+        .expect("stream ended")
+        .expect("delivery error")
+}
+
+/// A delivery's body as text.
+pub fn body(d: &lapin::message::Delivery) -> String {
+    String::from_utf8_lossy(&d.data).into_owned()
+}
+
+/// A no-ack lapin consumer on `q`.
+pub async fn consume_no_ack(ch: &lapin::Channel, q: &str, tag: &str) -> lapin::Consumer {
+    let opts = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    within(
+        "consume",
+        ch.basic_consume(q.into(), tag.into(), opts, Default::default()),
+    )
+    .await
+    .expect("consume")
+}
