@@ -24,6 +24,7 @@ use parking_lot::Mutex;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Default in-memory budget of one queue's ready message bodies (`queue_memory_budget_bytes`).
@@ -54,6 +55,11 @@ impl Pager {
     /// A pager whose page file goes in `dir` (created on first use) and that reads persistent
     /// bodies from `log`.
     pub fn new(dir: PathBuf, log: Option<Arc<MessageLog>>) -> Self {
+        if log.is_some() {
+            // A vhost's own directory: a page file left by a crash between its creation and
+            // its unlinking is removed (the shared temp directory is left alone).
+            remove_stale_pages(&dir);
+        }
         Pager {
             dir,
             pages: Mutex::new(PageFile::default()),
@@ -120,12 +126,17 @@ impl Pager {
         let mut p = self.pages.lock();
         if p.file.is_none() {
             std::fs::create_dir_all(&self.dir)?;
-            let path = self.dir.join(format!("pages-{}.tmp", std::process::id()));
+            // Unique within the process (in-memory brokers share the temp directory) and
+            // created new, so two pagers never share a file.
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = self
+                .dir
+                .join(format!("pages-{}-{n}.tmp", std::process::id()));
             let f = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .open(&path)?;
             // Unlinked at once: the file lives as long as the open descriptor, so a crash
             // leaves nothing behind.
@@ -182,6 +193,19 @@ impl Pager {
             }
         };
         file.read_exact_at(buf, offset)
+    }
+}
+
+fn remove_stale_pages(dir: &std::path::Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("pages-") && name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
