@@ -35,6 +35,8 @@ fn messages(priorities: bool) -> Vec<QueuedMessage> {
             enqueued_at: now,
             persist_id: 0,
             expires_at: None,
+            body_at: Default::default(),
+            paged: None,
         })
         .collect()
 }

@@ -62,6 +62,7 @@ impl Broker {
             .map(|v| {
                 let vh = VHost::new(v, stats.clone());
                 vh.set_max_queues(config.max_queues_per_vhost);
+                vh.set_page_budget(config.queue_memory_budget_bytes);
                 (v.clone(), vh)
             })
             .collect();
@@ -157,6 +158,7 @@ impl Broker {
             .or_insert_with(|| {
                 let vh = VHost::with_store(name, self.stats.clone(), store);
                 vh.set_max_queues(self.config.max_queues_per_vhost);
+                vh.set_page_budget(self.config.queue_memory_budget_bytes);
                 vh
             })
             .clone()
@@ -268,12 +270,13 @@ impl Broker {
         self.alarm.subscribe()
     }
 
-    /// Bytes of message bodies ready in all queues.
+    /// Bytes of ready message bodies held in RAM by all queues (paged-out ones not counted:
+    /// the high watermark guards memory).
     pub fn queued_bytes(&self) -> u64 {
         self.vhosts()
             .iter()
             .flat_map(|v| v.queues())
-            .map(|q| q.counts().ready_bytes)
+            .map(|q| q.counts().ram_bytes)
             .sum()
     }
 
@@ -354,6 +357,7 @@ fn recover_vhost(
     let log = opened.store.log.clone();
     let v = VHost::with_store(name, stats.clone(), Some(opened.store));
     v.set_max_queues(config.max_queues_per_vhost);
+    v.set_page_budget(config.queue_memory_budget_bytes);
     for e in opened.defs.exchanges {
         v.restore_exchange(e);
     }
@@ -391,7 +395,17 @@ fn recover_vhost(
             // carry the producer's traceparent for the consumer.
             trace: None,
         };
-        batch.push((msg, m.id, m.delivered));
+        batch.push(crate::queue::Restored {
+            message: msg,
+            persist_id: m.id,
+            redelivered: m.delivered,
+            enqueued_ms: m.enqueued_ms,
+            body_at: crate::message::BodyAt::Log {
+                seg: crate::store::log::segment_of(m.id),
+                offset: m.body_offset,
+                ticket: 0,
+            },
+        });
     }
     if let Some(q) = current {
         q.restore(batch.drain(..));

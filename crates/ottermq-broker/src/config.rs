@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     pub auth_failures_per_minute: u32,
     /// Size at which a message log segment is closed and the next begun.
     pub segment_bytes: u64,
+    /// RAM a queue may use for ready message bodies before further ones are paged out to disk
+    /// (lazy paging); `x-queue-mode: lazy` queues use a small head instead.
+    pub queue_memory_budget_bytes: u64,
     /// Message bytes held in queues above which publishing connections are blocked
     /// (RabbitMQ's memory high watermark, here counted as queued message bodies); None: off.
     pub memory_high_watermark_bytes: Option<u64>,
@@ -76,6 +79,7 @@ impl Default for BrokerConfig {
             max_queues_per_vhost: 0,
             auth_failures_per_minute: 10,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
+            queue_memory_budget_bytes: crate::queue::paging::DEFAULT_BUDGET_BYTES,
             memory_high_watermark_bytes: None,
             tracer: None,
             prometheus_per_object_limit: 1000,

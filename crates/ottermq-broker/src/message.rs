@@ -49,4 +49,32 @@ pub struct QueuedMessage {
     pub persist_id: u64,
     /// When its TTL runs out (queue `x-message-ttl` or its own `expiration`); None for most.
     pub expires_at: Option<Instant>,
+    /// Where a copy of its body is on disk (lazy paging, `queue::paging`).
+    pub body_at: BodyAt,
+    /// Some(body length) while the body is on disk only (`body` is then empty).
+    pub paged: Option<u32>,
+}
+
+impl QueuedMessage {
+    /// Its body's size, whether the body is in RAM or paged out.
+    #[inline]
+    pub fn body_len(&self) -> u64 {
+        match self.paged {
+            None => self.message.body.len() as u64,
+            Some(n) => n as u64,
+        }
+    }
+}
+
+/// Where a message's body can be read back from disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyAt {
+    /// Only in RAM.
+    #[default]
+    Nowhere,
+    /// In its publish record in the vhost's message log: segment, offset of the body in the
+    /// file, and the log ticket after which the record is on disk.
+    Log { seg: u32, offset: u64, ticket: u64 },
+    /// In the vhost's transient page file.
+    Page { offset: u64 },
 }

@@ -31,6 +31,10 @@ pub struct VHost {
     me: std::sync::Weak<VHost>,
     /// Direct reply-to consumers of this vhost's channels.
     pub reply_to: crate::channel::reply_to::Registry,
+    /// Pages ready bodies beyond each queue's memory budget out to disk.
+    pager: Arc<crate::queue::paging::Pager>,
+    /// Per-queue memory budget for ready bodies (`queue_memory_budget_bytes`).
+    page_budget: std::sync::atomic::AtomicU64,
 }
 
 /// What an exchange.declare asks for.
@@ -72,6 +76,15 @@ impl VHost {
             exchanges: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             max_queues: AtomicU32::new(0),
+            pager: Arc::new(crate::queue::paging::Pager::new(
+                store
+                    .as_ref()
+                    .map_or_else(std::env::temp_dir, |s| s.dir.clone()),
+                store.as_ref().map(|s| s.log.clone()),
+            )),
+            page_budget: std::sync::atomic::AtomicU64::new(
+                crate::queue::paging::DEFAULT_BUDGET_BYTES,
+            ),
             store,
             reply_to: Default::default(),
         };
@@ -93,6 +106,16 @@ impl VHost {
     /// Sets the queue limit (0 = none); queues already there stay.
     pub fn set_max_queues(&self, n: u32) {
         self.max_queues.store(n, Ordering::Relaxed);
+    }
+
+    /// Sets the memory budget of queues declared from now on (and of recovered ones, when set
+    /// before recovery restores them).
+    pub fn set_page_budget(&self, bytes: u64) {
+        self.page_budget.store(bytes, Ordering::Relaxed);
+    }
+
+    fn paged(&self, q: Queue) -> Queue {
+        q.with_paging(self.pager.clone(), self.page_budget.load(Ordering::Relaxed))
     }
 
     pub fn exchange(&self, name: &[u8]) -> Option<Arc<Exchange>> {
@@ -259,9 +282,11 @@ impl VHost {
             _ => None,
         };
         let q = Arc::new(
-            Queue::new(name.clone(), self.name.clone(), options, owner)
-                .with_log(log)
-                .with_vhost(self.me.clone()),
+            self.paged(
+                Queue::new(name.clone(), self.name.clone(), options, owner)
+                    .with_log(log)
+                    .with_vhost(self.me.clone()),
+            ),
         );
         map.insert(name, q.clone());
         drop(map);
@@ -485,9 +510,11 @@ impl VHost {
         };
         let log = self.store.as_ref().map(|s| s.log.clone());
         let q = Arc::new(
-            Queue::new(d.name.clone(), self.name.clone(), options, None)
-                .with_log(log)
-                .with_vhost(self.me.clone()),
+            self.paged(
+                Queue::new(d.name.clone(), self.name.clone(), options, None)
+                    .with_log(log)
+                    .with_vhost(self.me.clone()),
+            ),
         );
         map.insert(d.name, q.clone());
         drop(map);

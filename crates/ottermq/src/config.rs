@@ -66,6 +66,8 @@ pub struct FileConfig {
     pub vm_memory_high_watermark_bytes: Option<u64>,
     /// Size at which a message log segment is closed (default 64 MiB).
     pub segment_bytes: Option<u64>,
+    /// RAM one queue may use for ready bodies before further ones are paged to disk (4 MiB).
+    pub queue_memory_budget_bytes: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,
     /// TLS: PEM certificate chain and key; with both set, AMQPS listens on `amqps_port`.
@@ -214,6 +216,9 @@ impl Settings {
         }
         if let Some(v) = file.segment_bytes {
             b.segment_bytes = v;
+        }
+        if let Some(v) = file.queue_memory_budget_bytes {
+            b.queue_memory_budget_bytes = v;
         }
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);

@@ -513,3 +513,99 @@ async fn settled_segments_are_deleted() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn passive_count(server: &ottermq::RunningServer, q: &str) -> u32 {
+    let (c, ch) = open(server).await;
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let n = within(
+        "declare",
+        ch.queue_declare(q.into(), opts, FieldTable::default()),
+    )
+    .await
+    .expect("passive declare")
+    .message_count();
+    let _ = c.close(200, "bye".into()).await;
+    n
+}
+
+/// A TTL resumes after a restart: time spent before and during the downtime counts. A message
+/// whose deadline passed while the broker was down is expired (and dead-lettered) at recovery,
+/// one with time left expires at its original deadline, not a full TTL after the restart.
+#[tokio::test]
+async fn ttl_resumes_after_restart() {
+    let dir = temp_dir("ottermq-ttl-restart");
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let mut dl = FieldTable::default();
+    dl.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    dl.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("dlq".into()),
+    );
+    let mut partial = dl.clone();
+    partial.insert("x-message-ttl".into(), AMQPValue::LongInt(6000));
+    for (q, args) in [
+        ("dlq", FieldTable::default()),
+        ("q_partial", partial),
+        ("q_past", dl),
+    ] {
+        within("queue", ch.queue_declare(q.into(), durable, args))
+            .await
+            .expect("queue.declare");
+    }
+    publish(&ch, "", "q_partial", "partial", props(true, 0)).await;
+    let short = props(true, 1).with_expiration("3000".into());
+    publish(&ch, "", "q_past", "past", short).await;
+    let _ = c.close(200, "bye".into()).await;
+    // 2.5 s used before the stop, 2 s of downtime: 4.5 s of each TTL are gone.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    server.shutdown().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+
+    let server = start(&dir).await;
+    let (c, ch) = open(&server).await;
+    // The 3 s message expired during the downtime: never delivered, dead-lettered.
+    assert!(
+        get(&ch, "q_past").await.is_none(),
+        "expired message delivered"
+    );
+    let m = get(&ch, "dlq")
+        .await
+        .expect("expired message dead-lettered");
+    assert_eq!(body(&m), "past");
+    // The 6 s message has about 1.5 s left, not 6 s.
+    assert_eq!(
+        passive_count(&server, "q_partial").await,
+        1,
+        "expired too early"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(4000);
+    let m = loop {
+        if let Some(m) = get(&ch, "dlq").await {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TTL started again at the restart instead of resuming"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(body(&m), "partial");
+    assert_eq!(passive_count(&server, "q_partial").await, 0);
+    let _ = c.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

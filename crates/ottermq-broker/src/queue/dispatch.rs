@@ -21,6 +21,14 @@ pub fn check_args(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<()>
             )));
         }
     }
+    if let Some(v) = args.get("x-queue-mode") {
+        if !matches!(v.as_str_bytes(), Some(b"default" | b"lazy")) {
+            return Err(AmqpError::precondition_failed(format!(
+                "invalid arg 'x-queue-mode' for queue '{queue}' in vhost '{vhost}': \
+                 {{unacceptable_value,\"expected 'default' or 'lazy'\"}}"
+            )));
+        }
+    }
     Ok(())
 }
 

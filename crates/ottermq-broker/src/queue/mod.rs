@@ -11,12 +11,13 @@ pub mod dead_letter;
 pub mod dispatch;
 pub mod flow;
 pub mod limits;
+pub mod paging;
 pub mod priority;
 pub mod timer;
 pub mod ttl;
 
 use crate::error::{AmqpError, AmqpResult};
-use crate::message::{Message, QueuedMessage};
+use crate::message::{BodyAt, Message, QueuedMessage};
 use crate::store::MessageLog;
 use consumer::Consumer;
 use ottermq_protocol::{FieldTable, ShortStr};
@@ -57,6 +58,19 @@ pub struct Queue {
     pub flow: flow::QueueFlow,
 }
 
+/// A message recovered from the message log, to be put back in its queue.
+#[derive(Debug)]
+pub struct Restored {
+    pub message: Message,
+    pub persist_id: u64,
+    /// It had been delivered before the restart.
+    pub redelivered: bool,
+    /// Its enqueue time, ms since the Unix epoch (None: a record of an older version).
+    pub enqueued_ms: Option<u64>,
+    /// Where its body is in the log, so it can be paged out without a copy.
+    pub body_at: crate::message::BodyAt,
+}
+
 /// What became of a publish to one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -79,6 +93,13 @@ impl Enqueued {
 struct QueueState {
     ready: ReadyList,
     ready_bytes: u64,
+    /// Bytes of ready bodies held in RAM (the rest are paged out to disk).
+    ram_bytes: u64,
+    /// Ready messages whose body is paged out.
+    paged: u64,
+    /// RAM allowed for ready bodies before new ones are paged out (u64::MAX: never).
+    budget: u64,
+    pager: Option<Arc<paging::Pager>>,
     next_seq: u64,
     unacked: u64,
     consumers: Vec<Arc<Consumer>>,
@@ -107,6 +128,10 @@ impl QueueState {
         QueueState {
             ready,
             ready_bytes: 0,
+            ram_bytes: 0,
+            paged: 0,
+            budget: u64::MAX,
+            pager: None,
             next_seq: 0,
             unacked: 0,
             consumers: Vec::new(),
@@ -130,6 +155,10 @@ pub struct QueueCounts {
     pub unacked: u64,
     pub consumers: u32,
     pub ready_bytes: u64,
+    /// Bytes of ready bodies in RAM (`ready_bytes` minus what is paged out).
+    pub ram_bytes: u64,
+    /// Ready messages whose body is paged out to disk.
+    pub paged: u64,
 }
 
 /// What happened to a consumer's removal; the caller deletes an auto-delete queue when told.
@@ -182,6 +211,15 @@ impl Queue {
         self
     }
 
+    /// Makes the queue page ready bodies beyond `budget` bytes out to disk through `pager`
+    /// (`x-queue-mode: lazy` lowers the budget to a small head).
+    pub fn with_paging(mut self, pager: Arc<paging::Pager>, budget: u64) -> Self {
+        let st = self.state.get_mut();
+        st.budget = paging::budget(&self.options.arguments, budget);
+        st.pager = Some(pager);
+        self
+    }
+
     /// Lets the queue route dead-lettered messages through `vhost`.
     pub fn with_vhost(mut self, vhost: Weak<crate::vhost::VHost>) -> Self {
         self.vhost_ref = vhost;
@@ -199,21 +237,38 @@ impl Queue {
     }
 
     /// Puts messages recovered from disk at the back of the ready list, in the given order.
-    pub fn restore(self: &Arc<Self>, messages: impl IntoIterator<Item = (Message, u64, bool)>) {
+    /// A TTL resumes where it stood: the deadline is the enqueue time kept in the log plus the
+    /// TTL, so time spent while the broker was down counts; a message already past it is
+    /// expired (and dead-lettered) by the first timer firing or read, before any delivery.
+    pub fn restore(self: &Arc<Self>, messages: impl IntoIterator<Item = Restored>) {
         let mut st = self.state.lock();
         let now = Instant::now();
-        for (message, persist_id, redelivered) in messages {
+        let wall = crate::store::log::wall_ms();
+        for r in messages {
             let seq = st.next_seq;
             st.next_seq += 1;
-            // The TTL starts again at recovery (the log keeps no enqueue time).
-            let expires_at = self.deadline(&message, now);
+            // Records of older versions keep no enqueue time: their TTL starts again.
+            let age = std::time::Duration::from_millis(
+                r.enqueued_ms.map_or(0, |ms| wall.saturating_sub(ms)),
+            );
+            let expires_at = self
+                .deadline(&r.message, now)
+                .map(|d| d.checked_sub(age).unwrap_or(now));
+            let mut message = r.message;
+            // Own copies: the recovered parts are slices of whole segment buffers read at
+            // start, which would otherwise stay in memory as long as any of them does.
+            let resident =
+                st.pager.is_none() || st.ram_bytes + message.body.len() as u64 <= st.budget;
+            paging::own_parts(&mut message, resident);
             st.push_ready(QueuedMessage {
                 expires_at,
                 seq,
                 message,
-                redelivered,
-                enqueued_at: now,
-                persist_id,
+                redelivered: r.redelivered,
+                enqueued_at: now.checked_sub(age).unwrap_or(now),
+                persist_id: r.persist_id,
+                body_at: r.body_at,
+                paged: None,
             });
         }
         st.arm_head(self);
@@ -239,6 +294,8 @@ impl Queue {
             unacked: st.unacked,
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes,
+            ram_bytes: st.ram_bytes,
+            paged: st.paged,
         }
     }
 
@@ -284,11 +341,21 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         // Appended under the queue lock, so log order is queue order (lock order: queue, log).
-        let (persist_id, ticket) = match &self.log {
+        let (persist_id, ticket, body_at) = match &self.log {
             Some(log) if message.is_persistent() => {
-                log.append_publish(self.name.as_bytes(), &message)
+                let (id, ticket, offset) = log.append_publish(self.name.as_bytes(), &message);
+                let seg = crate::store::log::segment_of(id);
+                (
+                    id,
+                    ticket,
+                    BodyAt::Log {
+                        seg,
+                        offset,
+                        ticket,
+                    },
+                )
             }
-            _ => (0, 0),
+            _ => (0, 0, BodyAt::Nowhere),
         };
         let expires_at = self.deadline(&message, now);
         let qm = QueuedMessage {
@@ -298,6 +365,8 @@ impl Queue {
             enqueued_at: now,
             persist_id,
             expires_at,
+            body_at,
+            paged: None,
         };
         if st.ready.is_empty() {
             if let Err(qm) = st.deliver_one(self, qm, now) {
@@ -338,7 +407,8 @@ impl Queue {
                 continue;
             }
             qm.redelivered = true;
-            st.ready_bytes += qm.message.body.len() as u64;
+            st.ready_bytes += qm.body_len();
+            st.ram_bytes += qm.body_len();
             st.ready.insert_requeued(qm);
         }
         st.drain(self, Instant::now());
@@ -440,10 +510,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        for qm in st.ready.take_all() {
-            self.settle_persisted(qm.persist_id);
-        }
-        st.ready_bytes = 0;
+        self.drop_all_ready(&mut st);
         self.flow.release();
         n
     }
@@ -454,16 +521,26 @@ impl Queue {
         let mut st = self.state.lock();
         self.deleted.store(true, Ordering::Release);
         let n = st.ready.len() as u32;
-        for qm in st.ready.take_all() {
-            self.settle_persisted(qm.persist_id);
-        }
-        st.ready_bytes = 0;
+        self.drop_all_ready(&mut st);
         self.flow.release();
         let consumers = std::mem::take(&mut st.consumers);
         for c in &consumers {
             c.cancel();
         }
         (consumers, n)
+    }
+
+    /// Empties the ready list for good (purge, deletion): settled on disk, pages released.
+    fn drop_all_ready(&self, st: &mut QueueState) {
+        for qm in st.ready.take_all() {
+            self.settle_persisted(qm.persist_id);
+            if let Some(p) = &st.pager {
+                p.discard(&qm);
+            }
+        }
+        st.ready_bytes = 0;
+        st.ram_bytes = 0;
+        st.paged = 0;
     }
 
     fn mark_delivered(&self, persist_id: u64) {
@@ -493,15 +570,52 @@ impl Queue {
 }
 
 impl QueueState {
-    fn push_ready(&mut self, qm: QueuedMessage) {
-        self.ready_bytes += qm.message.body.len() as u64;
+    /// Appends at the tail; past the memory budget the body goes to disk (lazy paging).
+    #[inline]
+    fn push_ready(&mut self, mut qm: QueuedMessage) {
+        let len = qm.message.body.len() as u64;
+        self.ready_bytes += len;
+        if self.ram_bytes + len > self.budget && self.page_out(&mut qm) {
+            self.paged += 1;
+        } else {
+            self.ram_bytes += len;
+        }
         self.ready.push_back(qm);
     }
 
+    #[cold]
+    fn page_out(&mut self, qm: &mut QueuedMessage) -> bool {
+        self.pager.as_ref().is_some_and(|p| p.page_out(qm))
+    }
+
+    /// Takes the head, reading its body back from disk when it was paged out.
+    #[inline]
     fn pop_ready(&mut self) -> Option<QueuedMessage> {
-        let qm = self.ready.pop_front()?;
-        self.ready_bytes -= qm.message.body.len() as u64;
-        Some(qm)
+        loop {
+            let mut qm = self.ready.pop_front()?;
+            self.ready_bytes -= qm.body_len();
+            if qm.paged.is_none() {
+                self.ram_bytes -= qm.message.body.len() as u64;
+                return Some(qm);
+            }
+            self.paged -= 1;
+            if self.page_in(&mut qm) {
+                return Some(qm);
+            }
+        }
+    }
+
+    #[cold]
+    fn page_in(&mut self, qm: &mut QueuedMessage) -> bool {
+        let Some(p) = &self.pager else { return false };
+        match p.page_in(qm) {
+            Ok(()) => true,
+            Err(e) => {
+                // Lost from this run only: a persistent message is still in the log.
+                tracing::error!(error = %e, "could not read a paged-out message back; dropped");
+                false
+            }
+        }
     }
 
     /// Takes expired messages off the head, to be dead-lettered after the lock is released.
@@ -534,7 +648,8 @@ impl QueueState {
             self.expire_head();
             let Some(qm) = self.pop_ready() else { break };
             if let Err(qm) = self.deliver_one(queue, qm, now) {
-                self.ready_bytes += qm.message.body.len() as u64;
+                self.ready_bytes += qm.body_len();
+                self.ram_bytes += qm.body_len();
                 self.ready.push_front(qm);
                 break;
             }

@@ -242,6 +242,8 @@ mod tests {
             enqueued_at: Instant::now(),
             persist_id: 0,
             expires_at: None,
+            body_at: Default::default(),
+            paged: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn run(log: Arc<MessageLog>) {
             std::thread::sleep(Duration::from_millis(500));
         }
         log.durable_tx.send_replace(upto);
+        log.synced.notify_all();
         for seg in deletes {
             if file.as_ref().is_some_and(|(s, _)| *s == seg) {
                 file = None;

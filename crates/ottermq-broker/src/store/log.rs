@@ -23,6 +23,16 @@ use tokio::sync::watch;
 pub const REC_PUBLISH: u8 = 1;
 pub const REC_SETTLE: u8 = 2;
 pub const REC_DELIVER: u8 = 3;
+/// A publish with its enqueue time (wall clock), so a TTL resumes after a restart. Type 1 is
+/// still read (written by older versions): its TTL starts again at recovery.
+pub const REC_PUBLISH_AT: u8 = 4;
+
+/// Milliseconds since the Unix epoch (the enqueue time a publish record keeps).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Segment number in the high half, index in the low half: an id names its segment.
 pub fn segment_of(id: u64) -> u32 {
@@ -56,6 +66,8 @@ pub struct MessageLog {
     pub dir: PathBuf,
     pub(crate) pending: Mutex<Pending>,
     pub(crate) wake: Condvar,
+    /// Signalled after each fsync (page-ins waiting for a record to be on disk).
+    pub(crate) synced: Condvar,
     pub(crate) durable_tx: watch::Sender<u64>,
     segment_max: u64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -90,6 +102,7 @@ impl MessageLog {
                 segs,
             }),
             wake: Condvar::new(),
+            synced: Condvar::new(),
             durable_tx,
             segment_max: segment_max.max(4096),
             writer: Mutex::new(None),
@@ -116,13 +129,21 @@ impl MessageLog {
         *self.durable_tx.borrow()
     }
 
-    /// Appends a persistent message for `queue`; returns its id and the ticket to wait for.
-    pub fn append_publish(&self, queue: &[u8], m: &Message) -> (u64, u64) {
+    /// Appends a persistent message for `queue`; returns its id, the ticket to wait for and
+    /// the offset of its body in the segment file (where a paged-out body is read back).
+    pub fn append_publish(&self, queue: &[u8], m: &Message) -> (u64, u64, u64) {
         let mut p = self.pending.lock();
         let id = p.next_id();
+        let at = wall_ms();
+        // Record header, type, id, time, three short strings, properties, body length.
+        let body_offset = p.cur_bytes
+            + (record::HEADER + 1 + 8 + 8 + 3 + 4 + 4) as u64
+            + (queue.len() + m.exchange.as_bytes().len() + m.routing_key.as_bytes().len()) as u64
+            + m.properties.as_bytes().len() as u64;
         let ticket = p.write(|o| {
-            o.push(REC_PUBLISH);
+            o.push(REC_PUBLISH_AT);
             o.extend_from_slice(&id.to_le_bytes());
+            o.extend_from_slice(&at.to_le_bytes());
             put_short(o, queue);
             put_short(o, m.exchange.as_bytes());
             put_short(o, m.routing_key.as_bytes());
@@ -135,7 +156,21 @@ impl MessageLog {
         self.maybe_rotate(&mut p);
         drop(p);
         self.wake.notify_one();
-        (id, ticket)
+        (id, ticket, body_offset)
+    }
+
+    /// Blocks until the record with `ticket` is on disk (or the log is shut down). Only a
+    /// page-in of a message paged out less than one fsync ago waits here.
+    pub fn wait_durable(&self, ticket: u64) {
+        if self.durable() >= ticket {
+            return;
+        }
+        let mut p = self.pending.lock();
+        while self.durable() < ticket && !p.shutdown {
+            // Timed: a notification sent between the check and the wait is not lost for long.
+            self.synced
+                .wait_for(&mut p, std::time::Duration::from_millis(5));
+        }
     }
 
     /// Records the first delivery of a message, so it comes back `redelivered` after a restart.

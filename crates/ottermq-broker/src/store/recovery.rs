@@ -7,7 +7,7 @@
 //! a record whose checksum fails in the middle of a file is skipped and reported with its file
 //! and offset; everything else still loads.
 
-use super::log::{segment_of, SegInfo, REC_DELIVER, REC_PUBLISH, REC_SETTLE};
+use super::log::{segment_of, SegInfo, REC_DELIVER, REC_PUBLISH, REC_PUBLISH_AT, REC_SETTLE};
 use super::record::{self, Fields, Item, Malformed};
 use bytes::Bytes;
 use ottermq_protocol::{RawProperties, ShortStr};
@@ -54,6 +54,10 @@ pub struct RecoveredMessage {
     pub properties: RawProperties,
     pub body: Bytes,
     pub delivered: bool,
+    /// When it was enqueued (ms since the Unix epoch); None for a record of an older version.
+    pub enqueued_ms: Option<u64>,
+    /// Offset of the body in its segment file (lazy paging reads it back from there).
+    pub body_offset: u64,
 }
 
 /// What a vhost's segments hold.
@@ -103,7 +107,7 @@ pub fn replay(dir: &Path, repair: bool) -> std::io::Result<RecoveredLog> {
         for item in record::Reader::new(Bytes::from(data)) {
             match item {
                 Item::Record { offset, payload } => {
-                    if apply(&mut live, info, seg, payload).is_err() {
+                    if apply(&mut live, info, seg, offset, payload).is_err() {
                         out.issues.push(Issue {
                             file: path.clone(),
                             offset,
@@ -162,13 +166,21 @@ fn apply(
     live: &mut BTreeMap<u64, RecoveredMessage>,
     info: &mut SegInfo,
     seg: u32,
+    offset: u64,
     payload: Bytes,
 ) -> Result<(), Malformed> {
+    let payload_len = payload.len();
     let mut f = Fields::new(payload);
     match f.u8()? {
-        REC_PUBLISH => {
+        kind @ (REC_PUBLISH | REC_PUBLISH_AT) => {
             let id = f.u64()?;
-            let m = RecoveredMessage {
+            let enqueued_ms = if kind == REC_PUBLISH_AT {
+                Some(f.u64()?)
+            } else {
+                None
+            };
+            let mut m = RecoveredMessage {
+                enqueued_ms,
                 id,
                 queue: short(&mut f)?,
                 exchange: short(&mut f)?,
@@ -176,7 +188,10 @@ fn apply(
                 properties: RawProperties::new(f.long()?),
                 body: f.long()?,
                 delivered: false,
+                body_offset: 0,
             };
+            // The body is the payload's last field.
+            m.body_offset = offset + record::HEADER as u64 + (payload_len - m.body.len()) as u64;
             if m.properties.validate().is_err() {
                 return Err(Malformed);
             }

@@ -79,6 +79,9 @@ pub fn queue_json(q: &Queue, store: &SeriesStore) -> Value {
         "messages_ready": c.ready,
         "messages_unacknowledged": c.unacked,
         "message_bytes_ready": c.ready_bytes,
+        "message_bytes_ram": c.ram_bytes,
+        "messages_paged_out": c.paged,
+        "message_bytes_paged_out": c.ready_bytes - c.ram_bytes.min(c.ready_bytes),
         "consumers": c.consumers,
         "oldest_message_age_seconds": q.oldest_ready_age().map(|d| d.as_secs_f64()),
     })

@@ -145,11 +145,14 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
     }
     let mut time_in_queue = side.hists.time_in_queue.clone();
     let (mut ready, mut unacked, mut ready_bytes, mut consumers, mut oldest) = (0, 0, 0, 0, 0f64);
+    let (mut ram_bytes, mut paged) = (0, 0);
     for q in &queues {
         time_in_queue.merge(&q.time_in_queue);
         ready += q.counts.ready;
         unacked += q.counts.unacked;
         ready_bytes += q.counts.ready_bytes;
+        ram_bytes += q.counts.ram_bytes;
+        paged += q.counts.paged;
         consumers += u64::from(q.counts.consumers);
         oldest = oldest.max(q.oldest_age);
     }
@@ -304,7 +307,7 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
         e.family(name, Kind::Counter, help);
         e.int(name, &[], v);
     }
-    let gauges: [(&str, &str, u64); 9] = [
+    let gauges: [(&str, &str, u64); 11] = [
         (
             "ottermq_messages_ready",
             "Messages ready for delivery, over all queues.",
@@ -319,6 +322,16 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
             "ottermq_messages_ready_bytes",
             "Body bytes of ready messages, over all queues.",
             ready_bytes,
+        ),
+        (
+            "ottermq_messages_ram_bytes",
+            "Body bytes of ready messages held in RAM (not paged out to disk), over all queues.",
+            ram_bytes,
+        ),
+        (
+            "ottermq_messages_paged_out",
+            "Ready messages whose body is paged out to disk, over all queues.",
+            paged,
         ),
         (
             "ottermq_connections",
