@@ -8,7 +8,9 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (ottermq_fuzz's lib.rs).
 use ottermq_broker::{Broker, BrokerConfig};
+use ottermq_fuzz as _;
 use ottermq_protocol::{
     decode_frame, encode_method, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, FieldTable,
     FieldValue, LongStr, Method, ShortStr, PROTOCOL_HEADER,

@@ -5,6 +5,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (ottermq_fuzz's lib.rs).
+use ottermq_fuzz as _;
 use ottermq_protocol::{check_protocol_header, decode_frame, encode_content, encode_frame, Frame};
 
 fuzz_target!(|data: &[u8]| {

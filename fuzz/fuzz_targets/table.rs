@@ -4,6 +4,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
+// The capped allocator (ottermq_fuzz's lib.rs).
+use ottermq_fuzz as _;
 use ottermq_protocol::FieldTable;
 
 fuzz_target!(|data: &[u8]| {

@@ -51,7 +51,24 @@ pub enum LoginError {
     UnknownUser,
     BadPassword,
     LoopbackOnly,
+    /// The address used up its failed logins (`auth_failures_per_minute`); the password was
+    /// not checked.
+    Throttled,
 }
+
+impl LoginError {
+    /// The reason written to the broker's log (never to the client).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LoginError::UnknownUser => "user unknown",
+            LoginError::BadPassword => "invalid credentials",
+            LoginError::LoopbackOnly => "user may only connect via localhost",
+            LoginError::Throttled => "too many failed logins from this address",
+        }
+    }
+}
+
+pub use crate::stats::AuthProtocol;
 
 impl Broker {
     pub fn new(config: BrokerConfig) -> Arc<Self> {
@@ -242,17 +259,38 @@ impl Broker {
         Ok(())
     }
 
-    /// Whether `peer` has used up its failed logins for the current minute.
-    pub(crate) fn auth_throttled(&self, peer: IpAddr) -> bool {
+    /// A login over AMQP or HTTP basic auth, the one path both take so that both share the
+    /// per-address limit and the failure counter: refused without checking the password once
+    /// `peer` has used up `auth_failures_per_minute`; every refusal is counted in
+    /// `stats.auth_failures` and logged with its reason (the caller tells the client nothing).
+    pub fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        peer: IpAddr,
+        protocol: AuthProtocol,
+    ) -> Result<crate::permissions::User, LoginError> {
         let limit = self.config.auth_failures_per_minute;
-        limit != 0 && self.auth_failures.lock().count(peer, Instant::now()) >= limit
-    }
-
-    /// Counts a failed login from `peer`.
-    pub(crate) fn auth_failed(&self, peer: IpAddr) {
-        if self.config.auth_failures_per_minute != 0 {
-            self.auth_failures.lock().record(peer, Instant::now());
+        let result = if limit != 0 && self.auth_failures.lock().count(peer, Instant::now()) >= limit
+        {
+            Err(LoginError::Throttled)
+        } else {
+            self.login(username, password, peer)
+        };
+        if let Err(why) = &result {
+            self.stats.auth_failed(protocol).inc();
+            if limit != 0 && *why != LoginError::Throttled {
+                self.auth_failures.lock().record(peer, Instant::now());
+            }
+            tracing::warn!(
+                %peer,
+                protocol = protocol.label(),
+                user = %username,
+                reason = why.reason(),
+                "login refused"
+            );
         }
+        result
     }
 
     pub(crate) fn deregister(&self, id: u64) {

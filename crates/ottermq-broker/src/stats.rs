@@ -206,6 +206,9 @@ pub struct BrokerStats {
     pub exchanges_deleted: Counter,
     pub consumers_added: Counter,
     pub consumers_removed: Counter,
+    /// Refused logins (bad user, password or address, or over the per-address limit), by
+    /// protocol: index `AuthProtocol as usize`.
+    pub auth_failures: [Counter; 2],
     /// Message counts of channels that have closed, so totals never go backwards.
     pub retired: Mutex<MessageTotals>,
     /// Histograms of closed channels and deleted queues. Lock order: `retired`, then this.
@@ -216,7 +219,31 @@ pub struct BrokerStats {
     pub retired_queue_events: Mutex<QueueEventTotals>,
 }
 
+/// Where a login came in: AMQP (connection.start-ok) or the management API's basic auth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthProtocol {
+    Amqp = 0,
+    Http = 1,
+}
+
+impl AuthProtocol {
+    pub const ALL: [AuthProtocol; 2] = [AuthProtocol::Amqp, AuthProtocol::Http];
+
+    /// The `protocol` label, as RabbitMQ names them in its auth-attempt metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthProtocol::Amqp => "amqp091",
+            AuthProtocol::Http => "http",
+        }
+    }
+}
+
 impl BrokerStats {
+    /// The refused-login counter for `protocol`.
+    pub fn auth_failed(&self, protocol: AuthProtocol) -> &Counter {
+        &self.auth_failures[protocol as usize]
+    }
+
     /// Folds a closing channel's counters into the retired totals.
     pub fn retire_channel(&self, s: &ChannelStats) {
         self.retired.lock().add_channel(s);

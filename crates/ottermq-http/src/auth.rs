@@ -1,5 +1,6 @@
 //! HTTP basic authentication against the broker's users, for everything under `/api`.
-//! The same loopback restriction applies as for AMQP (guest only from localhost).
+//! The same loopback restriction applies as for AMQP (guest only from localhost), and failed
+//! logins count against the same per-address limit (`auth_failures_per_minute`).
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -7,6 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use ottermq_broker::broker::AuthProtocol;
 use std::net::SocketAddr;
 
 /// Tags that give access to the management API (RabbitMQ: `management` and the tags that
@@ -61,10 +63,12 @@ async fn authenticate(
         .map_err(|_| ApiError::unauthorized())?;
     let text = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
     let (user, pass) = text.split_once(':').ok_or_else(ApiError::unauthorized)?;
-    // One answer for every failure: no hint about which part was wrong.
+    // One answer for every failure, throttled or not: no hint about which part was wrong.
+    // `authenticate` counts it with the AMQP failures, against the same per-address limit,
+    // and logs the reason.
     let u = state
         .broker
-        .login(user, pass, peer.ip())
+        .authenticate(user, pass, peer.ip(), AuthProtocol::Http)
         .map_err(|_| ApiError::unauthorized())?;
     // RabbitMQ: only users with a management tag may use the management API at all.
     if !u.tags.iter().any(|t| MANAGEMENT_TAGS.contains(&t.as_str())) {

@@ -14,10 +14,12 @@
 
 pub mod config;
 pub mod headers;
+#[cfg(feature = "otlp")]
 pub mod setup;
 pub mod spans;
 
 pub use config::{Protocol, TracingConfig};
+#[cfg(feature = "otlp")]
 pub use setup::{init, TracingHandle};
 pub use spans::{
     DeliveryInfo, DeliverySpan, MessageTrace, MessageTracer, PublishInfo, PublishSpan, Settlement,

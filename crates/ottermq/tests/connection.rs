@@ -39,6 +39,7 @@ async fn plain_login_and_server_capabilities() {
 
 #[tokio::test]
 async fn wrong_password_is_access_refused() {
+    let logs = logs::capture();
     let b = broker().await;
     let url = b.url_with("guest", "wrong", "/");
     let r = within(
@@ -49,6 +50,16 @@ async fn wrong_password_is_access_refused() {
     match r {
         Ok(_) => panic!("login with a wrong password succeeded"),
         Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
+    }
+    if !b.is_external() {
+        // The client is told nothing; the log says why.
+        logs.line_with(&[
+            "login refused",
+            "protocol=\"amqp091\"",
+            "user=guest",
+            "reason=\"invalid credentials\"",
+        ])
+        .await;
     }
     b.stop().await;
 }
@@ -162,8 +173,10 @@ async fn wrong_protocol_header_gets_ours_and_a_close() {
 
 #[tokio::test]
 async fn silent_peer_is_dropped_after_two_heartbeats() {
+    let logs = logs::capture();
     let b = broker().await;
     let mut r = Raw::handshake(b.addr, 1).await;
+    let peer = format!("peer={}", r.sock.local_addr().expect("local address"));
     let start = Instant::now();
     // The broker sends heartbeats while we say nothing ...
     let mut saw_heartbeat = false;
@@ -179,6 +192,10 @@ async fn silent_peer_is_dropped_after_two_heartbeats() {
         waited >= Duration::from_millis(1500) && waited < Duration::from_secs(6),
         "closed after {waited:?}"
     );
+    if !b.is_external() {
+        logs.line_with(&["missed heartbeats from client, closing", &peer])
+            .await;
+    }
     b.stop().await;
 }
 

@@ -1,17 +1,27 @@
-//! Resource limits, each exceeded by a real client: node and per-user connection limits
-//! (530 NOT_ALLOWED at connection.open), the per-vhost queue limit (406 on queue.declare) and
-//! the per-address failed-login limit (403 even with the right password). A well-behaved
-//! connection opened first keeps working throughout.
+//! Resource limits, each exceeded by a real client or a raw socket: node and per-user
+//! connection limits (530 NOT_ALLOWED at connection.open), the per-vhost queue limit (406 on
+//! queue.declare), the per-address failed-login limit over AMQP and HTTP (403 / 401 even with
+//! the right password), frame size (501), channel_max (504), message size (406), field-table
+//! depth (501) and the handshake timeout. Each asserts the reply code and the broker's log line
+//! for the refusal (`common::logs`); a well-behaved connection opened first keeps working
+//! throughout.
 
 mod common;
 use common::*;
+use logs::Logs;
 use ottermq::config::Settings;
 use ottermq_broker::UserConfig;
 
-async fn start(f: impl FnOnce(&mut Settings)) -> (ottermq::RunningServer, String) {
+/// This test's log capture and a broker started with `f`'s settings; None against an
+/// external broker (`OTTERMQ_TEST_URL`): these tests set its limits and read its log.
+async fn start(f: impl FnOnce(&mut Settings)) -> Option<(Logs, ottermq::RunningServer, String)> {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return None;
+    }
+    let logs = logs::capture();
     let server = ottermq::testing::start_test_broker_with(f).await;
-    let addr = server.amqp_addr;
-    (server, addr.to_string())
+    let addr = server.amqp_addr.to_string();
+    Some((logs, server, addr))
 }
 
 async fn connect(url: &str) -> Result<lapin::Connection, lapin::Error> {
@@ -58,10 +68,9 @@ async fn witness_round_trip(conn: &lapin::Connection, queue: &str) {
 
 #[tokio::test]
 async fn node_connection_limit_refuses_with_530_and_frees_on_close() {
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+    let Some((logs, server, addr)) = start(|s| s.broker.max_connections = 2).await else {
         return;
-    }
-    let (server, addr) = start(|s| s.broker.max_connections = 2).await;
+    };
     let url = format!("amqp://guest:guest@{addr}/%2f");
     let witness = connect(&url).await.expect("first");
     let second = connect(&url).await.expect("second");
@@ -69,6 +78,12 @@ async fn node_connection_limit_refuses_with_530_and_frees_on_close() {
         Ok(_) => panic!("third connection admitted over a limit of 2"),
         Err(e) => assert_eq!(reply_code(&e), Some(530), "{e:?}"),
     }
+    logs.line_with(&[
+        "connection refused",
+        "code=530",
+        "node connection limit (2) is reached",
+    ])
+    .await;
     witness_round_trip(&witness, "limit-witness").await;
     within("close", second.close(200, "bye".into()))
         .await
@@ -92,10 +107,7 @@ async fn node_connection_limit_refuses_with_530_and_frees_on_close() {
 
 #[tokio::test]
 async fn per_user_connection_limit_refuses_only_that_user() {
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
-        return;
-    }
-    let (server, addr) = start(|s| {
+    let Some((logs, server, addr)) = start(|s| {
         s.broker.max_connections_per_user = 1;
         s.broker.users.push(UserConfig {
             name: "app".into(),
@@ -103,13 +115,22 @@ async fn per_user_connection_limit_refuses_only_that_user() {
             tags: vec![],
         });
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let guest = format!("amqp://guest:guest@{addr}/%2f");
     let witness = connect(&guest).await.expect("guest");
     match connect(&guest).await {
         Ok(_) => panic!("second guest connection admitted over a per-user limit of 1"),
         Err(e) => assert_eq!(reply_code(&e), Some(530), "{e:?}"),
     }
+    logs.line_with(&[
+        "connection refused",
+        "code=530",
+        "user 'guest': user connection limit (1) is reached",
+    ])
+    .await;
     let app = connect(&format!("amqp://app:pw@{addr}/%2f"))
         .await
         .expect("another user is not limited by guest's connections");
@@ -120,10 +141,9 @@ async fn per_user_connection_limit_refuses_only_that_user() {
 
 #[tokio::test]
 async fn vhost_queue_limit_is_precondition_failed() {
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+    let Some((logs, server, addr)) = start(|s| s.broker.max_queues_per_vhost = 3).await else {
         return;
-    }
-    let (server, addr) = start(|s| s.broker.max_queues_per_vhost = 3).await;
+    };
     let conn = connect(&format!("amqp://guest:guest@{addr}/%2f"))
         .await
         .unwrap();
@@ -151,6 +171,12 @@ async fn vhost_queue_limit_is_precondition_failed() {
         .await,
         406,
     );
+    logs.line_with(&[
+        "channel exception",
+        "code=406",
+        "queue limit in vhost '/' (3) is reached",
+    ])
+    .await;
     // Only the channel closed; the connection still works, and a freed slot is usable.
     let ch2 = within("channel", conn.create_channel()).await.unwrap();
     within("delete", ch2.queue_delete("q3".into(), Default::default()))
@@ -167,10 +193,9 @@ async fn vhost_queue_limit_is_precondition_failed() {
 
 #[tokio::test]
 async fn failed_logins_are_rate_limited_per_address() {
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+    let Some((logs, server, addr)) = start(|s| s.broker.auth_failures_per_minute = 3).await else {
         return;
-    }
-    let (server, addr) = start(|s| s.broker.auth_failures_per_minute = 3).await;
+    };
     let good = format!("amqp://guest:guest@{addr}/%2f");
     let witness = connect(&good).await.expect("witness");
     let bad = format!("amqp://guest:nope@{addr}/%2f");
@@ -185,6 +210,12 @@ async fn failed_logins_are_rate_limited_per_address() {
         Ok(_) => panic!("login admitted from a throttled address"),
         Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
     }
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"amqp091\"",
+        "too many failed logins from this address",
+    ])
+    .await;
     // Connections already open are not affected.
     witness_round_trip(&witness, "auth-witness").await;
     server.shutdown().await;
@@ -200,10 +231,9 @@ async fn witness(addr: &str) -> lapin::Connection {
 #[tokio::test]
 async fn message_over_max_size_is_precondition_failed_on_its_channel() {
     use ottermq_protocol::*;
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+    let Some((logs, server, addr)) = start(|s| s.broker.max_message_size = 1024).await else {
         return;
-    }
-    let (server, addr) = start(|s| s.broker.max_message_size = 1024).await;
+    };
     let w = witness(&addr).await;
     let mut r = Raw::handshake(server.amqp_addr, 0).await;
     r.send(1, &Method::ChannelOpen).await;
@@ -214,24 +244,31 @@ async fn message_over_max_size_is_precondition_failed_on_its_channel() {
         Some((1, Method::ChannelClose(c))) => assert_eq!(c.reply_code, 406, "{c:?}"),
         other => panic!("expected channel.close 406, got {other:?}"),
     }
+    logs.line_with(&[
+        "channel exception",
+        "code=406",
+        "message size 2048 is larger than configured max size 1024",
+    ])
+    .await;
     witness_round_trip(&w, "size-witness").await;
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn silent_client_is_dropped_after_the_handshake_timeout() {
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
-        return;
-    }
-    let (server, addr) = start(|s| {
+    let Some((logs, server, addr)) = start(|s| {
         s.broker.handshake_timeout = std::time::Duration::from_secs(1);
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let w = witness(&addr).await;
     let started = std::time::Instant::now();
     // Says nothing at all; then one that stops after the protocol header.
     let mut silent = Raw::connect(server.amqp_addr).await;
     let mut half = Raw::connect(server.amqp_addr).await;
+    let ports = [&silent, &half].map(|r| format!("peer=127.0.0.1:{}", local_port(r)));
     half.send_bytes(ottermq_protocol::PROTOCOL_HEADER).await;
     assert!(silent.closed().await, "a silent client was not dropped");
     assert!(
@@ -243,6 +280,9 @@ async fn silent_client_is_dropped_after_the_handshake_timeout() {
         "dropped only after {:?}",
         started.elapsed()
     );
+    for p in &ports {
+        logs.line_with(&["handshake timed out", p]).await;
+    }
     witness_round_trip(&w, "handshake-witness").await;
     server.shutdown().await;
 }
@@ -250,10 +290,9 @@ async fn silent_client_is_dropped_after_the_handshake_timeout() {
 #[tokio::test]
 async fn field_tables_nested_too_deep_close_the_connection_with_501() {
     use ottermq_protocol::*;
-    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+    let Some((logs, server, addr)) = start(|_| {}).await else {
         return;
-    }
-    let (server, addr) = start(|_| {}).await;
+    };
     let w = witness(&addr).await;
     let mut r = Raw::handshake(server.amqp_addr, 0).await;
     r.send(1, &Method::ChannelOpen).await;
@@ -288,6 +327,177 @@ async fn field_tables_nested_too_deep_close_the_connection_with_501() {
             None => panic!("closed without connection.close"),
         }
     }
+    expect_close_logged(&logs, &r, 501, "field table nesting too deep").await;
     witness_round_trip(&w, "depth-witness").await;
+    server.shutdown().await;
+}
+
+fn local_port(r: &Raw) -> u16 {
+    r.sock.local_addr().expect("local address").port()
+}
+
+/// The broker's "closing connection" line for the raw client `r`, with its code and text.
+async fn expect_close_logged(logs: &Logs, r: &Raw, code: u16, text: &str) {
+    let peer = format!("peer=127.0.0.1:{}", local_port(r));
+    let code = format!("code={code}");
+    logs.line_with(&["closing connection", &peer, &code, text])
+        .await;
+}
+
+/// Waits for connection.close on channel 0 (skipping anything else) and returns its code.
+async fn connection_close_code(r: &mut Raw) -> u16 {
+    use ottermq_protocol::Method;
+    loop {
+        match within("connection.close", r.method()).await {
+            Some((0, Method::ConnectionClose(c))) => return c.reply_code,
+            Some(_) => continue,
+            None => panic!("closed without connection.close"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn frame_above_frame_max_is_refused_from_its_header_with_501() {
+    let Some((logs, server, addr)) = start(|s| s.broker.frame_max = 16_384).await else {
+        return;
+    };
+    let w = witness(&addr).await;
+    let mut r = Raw::handshake(server.amqp_addr, 0).await;
+    // (16 KiB: lapin, the witness, asks for at least 8 KiB.) Only the 7-byte header of a
+    // method frame one byte over frame_max, and a few payload
+    // bytes: the broker must refuse it without waiting for (or buffering) the rest.
+    let mut header = vec![ottermq_protocol::FRAME_METHOD, 0, 1];
+    header.extend_from_slice(&16_385u32.to_be_bytes());
+    header.extend_from_slice(&[0u8; 16]);
+    r.send_bytes(&header).await;
+    assert_eq!(connection_close_code(&mut r).await, 501);
+    // The size the broker reports is the whole frame: payload plus 8 bytes of framing.
+    expect_close_logged(
+        &logs,
+        &r,
+        501,
+        "frame size 16393 exceeds negotiated frame_max 16384",
+    )
+    .await;
+    witness_round_trip(&w, "frame-witness").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn channel_above_channel_max_is_a_channel_error_504() {
+    use ottermq_protocol::Method;
+    let Some((logs, server, addr)) = start(|s| s.broker.channel_max = 8).await else {
+        return;
+    };
+    let w = witness(&addr).await;
+    let mut r = Raw::handshake(server.amqp_addr, 0).await;
+    r.send(8, &Method::ChannelOpen).await;
+    assert!(matches!(r.method().await, Some((8, Method::ChannelOpenOk))));
+    r.send(9, &Method::ChannelOpen).await;
+    assert_eq!(connection_close_code(&mut r).await, 504);
+    expect_close_logged(
+        &logs,
+        &r,
+        504,
+        "channel 9 is above the negotiated channel_max 8",
+    )
+    .await;
+    witness_round_trip(&w, "channel-max-witness").await;
+    server.shutdown().await;
+}
+
+/// GET /api/overview with basic auth; returns the status and the body.
+async fn api_overview(base: &str, user: &str, pass: &str) -> (u16, String) {
+    let r = within(
+        "GET /api/overview",
+        reqwest::Client::new()
+            .get(format!("{base}/api/overview"))
+            .basic_auth(user, Some(pass))
+            .send(),
+    )
+    .await
+    .expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// `ottermq_auth_attempts_failed_total{protocol="..."}` from the unauthenticated `/metrics`.
+async fn auth_failures_metric(base: &str, protocol: &str) -> u64 {
+    let text = within("GET /metrics", reqwest::get(format!("{base}/metrics")))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .expect("body");
+    let series = format!("ottermq_auth_attempts_failed_total{{protocol=\"{protocol}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn http_basic_auth_failures_share_the_per_address_limit_and_metric() {
+    let Some((logs, server, addr)) = start(|s| {
+        s.broker.auth_failures_per_minute = 4;
+        s.broker.users.push(UserConfig {
+            name: "ops".into(),
+            password: "secret".into(),
+            tags: vec!["administrator".into()],
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let base = format!("http://{}", server.http_addr.expect("http listener"));
+    let w = witness(&addr).await;
+    assert_eq!(api_overview(&base, "ops", "secret").await.0, 200);
+    // Two failures over HTTP (a wrong password, an unknown user: the same answer for both),
+    // one over AMQP: they add up in one metric, by protocol, and in one per-address window.
+    let wrong = api_overview(&base, "ops", "wrong").await;
+    let unknown = api_overview(&base, "nobody", "secret").await;
+    assert_eq!(wrong.0, 401);
+    assert_eq!(wrong, unknown, "a 401 must not tell which part was wrong");
+    let refused: serde_json::Value = serde_json::from_str(&wrong.1).expect("JSON error");
+    assert_eq!(refused["error"], "not_authorized", "{refused}");
+    match connect(&format!("amqp://ops:wrong@{addr}/%2f")).await {
+        Ok(_) => panic!("wrong password accepted"),
+        Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
+    }
+    assert_eq!(auth_failures_metric(&base, "http").await, 2);
+    assert_eq!(auth_failures_metric(&base, "amqp091").await, 1);
+    assert_eq!(api_overview(&base, "ops", "wrong").await.0, 401);
+    // Four used up: the right password is refused from this address over HTTP, with the
+    // same body as a wrong one, and over AMQP.
+    assert_eq!(
+        api_overview(&base, "ops", "secret").await,
+        wrong,
+        "a throttled login must look like any other refused one"
+    );
+    match connect(&format!("amqp://ops:secret@{addr}/%2f")).await {
+        Ok(_) => panic!("login admitted from a throttled address"),
+        Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
+    }
+    assert_eq!(auth_failures_metric(&base, "http").await, 4);
+    assert_eq!(auth_failures_metric(&base, "amqp091").await, 2);
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"http\"",
+        "user=nobody",
+        "user unknown",
+    ])
+    .await;
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"http\"",
+        "user=ops",
+        "too many failed logins from this address",
+    ])
+    .await;
+    // The connection opened before is still served.
+    witness_round_trip(&w, "http-auth-witness").await;
     server.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 use super::Reader;
 use crate::auth;
-use crate::broker::{Broker, LoginError};
+use crate::broker::{AuthProtocol, Broker};
 use crate::channel::ConnCtx;
 use crate::error::AmqpError;
 use crate::RouteTargets;
@@ -107,22 +107,15 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
             return refuse(r, e).await;
         }
     };
-    if broker.auth_throttled(peer.ip()) {
-        tracing::warn!(%peer, user = %creds.username, "login refused: too many failed logins from this address");
-        return refuse(r, login_refused(&start_ok.mechanism)).await;
-    }
-    let user = match broker.login(&creds.username, &creds.password, peer.ip()) {
+    // Failures are counted and logged (with their reason) by `authenticate`.
+    let user = match broker.authenticate(
+        &creds.username,
+        &creds.password,
+        peer.ip(),
+        AuthProtocol::Amqp,
+    ) {
         Ok(u) => u,
-        Err(why) => {
-            broker.auth_failed(peer.ip());
-            let detail = match why {
-                LoginError::UnknownUser => "user unknown",
-                LoginError::BadPassword => "invalid credentials",
-                LoginError::LoopbackOnly => "user may only connect via localhost",
-            };
-            tracing::warn!(%peer, user = %creds.username, reason = detail, "login refused");
-            return refuse(r, login_refused(&start_ok.mechanism)).await;
-        }
+        Err(_) => return refuse(r, login_refused(&start_ok.mechanism)).await,
     };
     let client_cap = |name: &str| match start_ok.client_properties.get("capabilities") {
         Some(FieldValue::Table(caps)) => caps.get(name).and_then(|v| v.as_bool()).unwrap_or(false),

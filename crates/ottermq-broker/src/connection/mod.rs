@@ -573,9 +573,11 @@ impl Connection {
     }
 }
 
-/// A channel exception: release the channel's resources and send channel.close.
+/// A channel exception: release the channel's resources and send channel.close. Logged at
+/// info, as RabbitMQ logs every channel exception, so a refused publish (message too large) or
+/// declare (queue limit) shows in the broker's log with its code.
 fn close_channel_with(ch: &mut Channel, ctx: &mut ConnCtx, e: AmqpError) {
-    tracing::debug!(channel = ch.id(), code = e.code, text = %e.text, "channel exception");
+    tracing::info!(peer = %ctx.conn.peer, channel = ch.id(), code = e.code, text = %e.text, "channel exception");
     ch.release(ctx);
     ch.phase = ChannelPhase::Closing;
     ch.send(&Method::ChannelClose(ottermq_protocol::ChannelClose {

@@ -5,6 +5,7 @@ use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use ottermq_broker::sampler::{body_size_totals, message_totals, now_ms, queue_event_totals};
+use ottermq_broker::stats::AuthProtocol;
 use ottermq_metrics::{MetricId, ObjectKey, SeriesStore};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -153,6 +154,10 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
             "queues_declared": b.queues_declared.get(), "queues_deleted": b.queues_deleted.get(),
             "exchanges_declared": b.exchanges_declared.get(), "exchanges_deleted": b.exchanges_deleted.get(),
             "consumers_added": b.consumers_added.get(), "consumers_removed": b.consumers_removed.get(),
+        },
+        "auth_failures": {
+            "amqp091": b.auth_failed(AuthProtocol::Amqp).get(),
+            "http": b.auth_failed(AuthProtocol::Http).get(),
         },
         "latency_us": {
             "time_in_queue": percentiles(&store, [MetricId::LatencyP50, MetricId::LatencyP95, MetricId::LatencyP99]),

@@ -18,7 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use encode::{Encoder, Format, Kind};
 use ottermq_broker::queue::{Queue, QueueCounts};
-use ottermq_broker::stats::QueueEventTotals;
+use ottermq_broker::stats::{AuthProtocol, QueueEventTotals};
 use ottermq_broker::stats::{ExchangeTotals, MessageTotals, RetiredHistograms};
 use ottermq_broker::Broker;
 use ottermq_metrics::histogram::{LATENCY_BOUNDS_US, SIZE_BOUNDS_BYTES};
@@ -306,6 +306,15 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
     for (name, help, v) in lifecycle {
         e.family(name, Kind::Counter, help);
         e.int(name, &[], v);
+    }
+    let name = "ottermq_auth_attempts_failed_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Refused logins (unknown user, wrong password, guest from afar, or over the per-address limit), by protocol: AMQP or management HTTP basic auth.",
+    );
+    for p in AuthProtocol::ALL {
+        e.int(name, &[("protocol", p.label())], b.auth_failed(p).get());
     }
     let gauges: [(&str, &str, u64); 11] = [
         (

@@ -2,6 +2,8 @@
 //! with lapin, amqprs or a raw socket, and bound every wait so a broken broker fails fast.
 #![allow(dead_code)]
 
+pub mod logs;
+
 use bytes::BytesMut;
 use lapin::{Connection, ConnectionProperties};
 use ottermq_protocol::{decode_frame, encode_method, Frame, Method};
