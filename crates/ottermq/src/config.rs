@@ -66,7 +66,7 @@ pub struct FileConfig {
     pub vm_memory_high_watermark_bytes: Option<u64>,
     /// Size at which a message log segment is closed (default 64 MiB).
     pub segment_bytes: Option<u64>,
-    /// RAM one queue may use for ready bodies before further ones are paged to disk (4 MiB).
+    /// RAM one queue may use for ready bodies before further ones are paged to disk (64 MiB).
     pub queue_memory_budget_bytes: Option<u64>,
     /// Users that may only connect from loopback; defaults to ["guest"].
     pub loopback_users: Option<Vec<String>>,

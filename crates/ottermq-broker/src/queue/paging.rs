@@ -28,7 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Default in-memory budget of one queue's ready message bodies (`queue_memory_budget_bytes`).
-pub const DEFAULT_BUDGET_BYTES: u64 = 4 * 1024 * 1024;
+/// Above what publisher flow control lets a queue with consumers hold in steady state (8,192
+/// ready messages, 8 MiB at 1 KiB): at 4 MiB S2 paged every message past the budget out and
+/// back in and lost half its rate (docs/BENCHMARKS.md, "Profile and fixes").
+pub const DEFAULT_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Budget of a queue declared with `x-queue-mode: lazy`: only a small head stays in RAM.
 pub const LAZY_BUDGET_BYTES: u64 = 64 * 1024;
