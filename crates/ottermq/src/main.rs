@@ -8,9 +8,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc instead of glibc's malloc: under glibc the broker's resident memory kept growing
-/// from one burst of connections to the next (65 to 179 MiB over eight S6 runs with nothing
-/// left in it), memory glibc holds but does not hand back; jemalloc returns it (52 to 103 MiB
-/// over the same runs). mimalloc peaked at 190 MiB. docs/BENCHMARKS.md, "Memory".
+/// from one burst of connections to the next (64 to 175 MiB over eight S6 runs with nothing
+/// left in it), memory glibc holds but does not hand back; jemalloc returns it (52 to 101 MiB
+/// over the same runs). mimalloc peaked at 185 MiB. docs/BENCHMARKS.md, "Memory".
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
