@@ -10,7 +10,7 @@ use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,22 +31,11 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn binary() -> PathBuf {
-    std::env::var_os("OTTERMQ_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ottermq")))
-}
-
 async fn spawn(dir: &Path, round: usize) -> Broker {
     let port = free_port();
     let http = free_port();
     let log = std::fs::File::create(dir.with_extension(format!("log{round}"))).expect("log file");
-    let child = Command::new(binary())
+    let child = Command::new(broker_binary())
         .args(["--bind", "127.0.0.1", "--amqp-port", &port.to_string()])
         .args(["--http-port", &http.to_string(), "--data-dir"])
         .arg(dir)

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,22 +34,11 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn binary() -> PathBuf {
-    std::env::var_os("OTTERMQ_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ottermq")))
-}
-
 async fn spawn(dir: &Path) -> Broker {
     let (amqp, http) = (free_port(), free_port());
     let config = dir.with_extension("toml");
     std::fs::write(&config, format!("queue_memory_budget_bytes = {BUDGET}\n")).expect("config");
-    let child = Command::new(binary())
+    let child = Command::new(broker_binary())
         .args(["--bind", "127.0.0.1", "--amqp-port", &amqp.to_string()])
         .args(["--http-port", &http.to_string(), "--config"])
         .arg(&config)

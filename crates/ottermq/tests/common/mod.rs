@@ -331,3 +331,17 @@ pub async fn consume_no_ack(ch: &lapin::Channel, q: &str, tag: &str) -> lapin::C
     .await
     .expect("consume")
 }
+
+/// A port free at the time of asking, for a broker started as a child process.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The broker binary child-process tests run: `OTTERMQ_BIN` (the test command sets it) or the
+/// one cargo built for this test run.
+pub fn broker_binary() -> std::path::PathBuf {
+    std::env::var_os("OTTERMQ_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_ottermq")))
+}
