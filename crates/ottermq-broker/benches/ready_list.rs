@@ -37,6 +37,7 @@ fn messages(priorities: bool) -> Vec<QueuedMessage> {
             expires_at: None,
             body_at: Default::default(),
             paged: None,
+            delivery_count: 0,
         })
         .collect()
 }

@@ -53,6 +53,10 @@ pub struct QueuedMessage {
     pub body_at: BodyAt,
     /// Some(body length) while the body is on disk only (`body` is then empty).
     pub paged: Option<u32>,
+    /// Times a quorum queue had it back from a consumer (nack or reject with requeue, channel
+    /// closed): sent as `x-delivery-count`, checked against `x-delivery-limit`. Always 0 in
+    /// classic queues.
+    pub delivery_count: u32,
 }
 
 impl QueuedMessage {

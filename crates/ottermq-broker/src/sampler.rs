@@ -256,6 +256,11 @@ fn event_counters(o: &mut ottermq_metrics::ObjectRecorder<'_>, t: &crate::stats:
     o.counter(MetricId::DeadLetteredExpired, t.dead_lettered_expired);
     o.counter(MetricId::DeadLetteredMaxlen, t.dead_lettered_maxlen);
     o.counter(MetricId::OverflowDropped, t.overflow_dropped);
+    o.counter(
+        MetricId::DeadLetteredDeliveryLimit,
+        t.dead_lettered_delivery_limit,
+    );
+    o.counter(MetricId::DeliveryLimited, t.delivery_limited);
 }
 
 /// Runs the sampler every fine interval until `stop` resolves.

@@ -52,6 +52,10 @@ pub struct QueueStats {
     pub dead_lettered_rejected: Counter,
     pub dead_lettered_expired: Counter,
     pub dead_lettered_maxlen: Counter,
+    pub dead_lettered_delivery_limit: Counter,
+    /// Messages a quorum queue took off for going past `x-delivery-limit` (dropped or
+    /// dead-lettered).
+    pub delivery_limited: Counter,
     /// Messages lost to a length limit: dropped from the head or refused at publish.
     pub overflow_dropped: Counter,
     /// Enqueue-to-deliver time, µs.
@@ -66,6 +70,8 @@ pub struct QueueEventTotals {
     pub dead_lettered_rejected: u64,
     pub dead_lettered_expired: u64,
     pub dead_lettered_maxlen: u64,
+    pub dead_lettered_delivery_limit: u64,
+    pub delivery_limited: u64,
     pub overflow_dropped: u64,
 }
 
@@ -75,6 +81,8 @@ impl QueueEventTotals {
         self.dead_lettered_rejected += s.dead_lettered_rejected.get();
         self.dead_lettered_expired += s.dead_lettered_expired.get();
         self.dead_lettered_maxlen += s.dead_lettered_maxlen.get();
+        self.dead_lettered_delivery_limit += s.dead_lettered_delivery_limit.get();
+        self.delivery_limited += s.delivery_limited.get();
         self.overflow_dropped += s.overflow_dropped.get();
     }
 
@@ -83,6 +91,8 @@ impl QueueEventTotals {
         self.dead_lettered_rejected += o.dead_lettered_rejected;
         self.dead_lettered_expired += o.dead_lettered_expired;
         self.dead_lettered_maxlen += o.dead_lettered_maxlen;
+        self.dead_lettered_delivery_limit += o.dead_lettered_delivery_limit;
+        self.delivery_limited += o.delivery_limited;
         self.overflow_dropped += o.overflow_dropped;
     }
 }

@@ -253,7 +253,7 @@ impl VHost {
         options: QueueOptions,
         conn: u64,
     ) -> AmqpResult<(Arc<Queue>, bool)> {
-        crate::queue::check_declare_args(&options.arguments, &name, &self.name)?;
+        crate::queue::check_declare_args(&options, &name, &self.name)?;
         let mut map = self.queues.write();
         if let Some(q) = map.get(name.as_bytes()) {
             q.check_access(conn)?;

@@ -169,11 +169,16 @@ pub enum MetricId {
     DeadLetteredMaxlen,
     /// Messages lost to a length limit: dropped from the head or refused at publish. Rate.
     OverflowDropped,
+    /// Messages dead-lettered for going past a quorum queue's `x-delivery-limit`. Rate.
+    DeadLetteredDeliveryLimit,
+    /// Messages taken off a quorum queue past its `x-delivery-limit` (dropped or
+    /// dead-lettered). Rate.
+    DeliveryLimited,
 }
 
 impl MetricId {
     /// Every metric, in declaration order (for listings and name parsing).
-    pub const ALL: [MetricId; 39] = [
+    pub const ALL: [MetricId; 41] = [
         MetricId::Published,
         MetricId::Routed,
         MetricId::Unroutable,
@@ -213,6 +218,8 @@ impl MetricId {
         MetricId::DeadLetteredExpired,
         MetricId::DeadLetteredMaxlen,
         MetricId::OverflowDropped,
+        MetricId::DeadLetteredDeliveryLimit,
+        MetricId::DeliveryLimited,
     ];
 
     /// The stable snake_case name used by the REST API (`published`, `messages_ready`, ...).
@@ -257,6 +264,8 @@ impl MetricId {
             MetricId::DeadLetteredExpired => "dead_lettered_expired",
             MetricId::DeadLetteredMaxlen => "dead_lettered_maxlen",
             MetricId::OverflowDropped => "overflow_dropped",
+            MetricId::DeadLetteredDeliveryLimit => "dead_lettered_delivery_limit",
+            MetricId::DeliveryLimited => "delivery_limited",
         }
     }
 
@@ -278,6 +287,8 @@ impl MetricId {
             | MetricId::DeadLetteredExpired
             | MetricId::DeadLetteredMaxlen
             | MetricId::OverflowDropped
+            | MetricId::DeadLetteredDeliveryLimit
+            | MetricId::DeliveryLimited
             | MetricId::BytesIn
             | MetricId::BytesOut => MetricKind::Counter,
             _ => MetricKind::Gauge,

@@ -77,15 +77,6 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: Ba
     .expect("publish");
 }
 
-async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
-    within(
-        "get",
-        ch.basic_get(q.into(), BasicGetOptions { no_ack: false }),
-    )
-    .await
-    .expect("get")
-}
-
 async fn count(ch: &Channel, q: &str) -> u32 {
     let opts = QueueDeclareOptions {
         passive: true,

@@ -55,15 +55,6 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str, p: BasicPr
     assert!(within("confirm", confirm).await.expect("confirm").is_ack());
 }
 
-async fn get(ch: &Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
-    within(
-        "get",
-        ch.basic_get(q.into(), BasicGetOptions { no_ack: false }),
-    )
-    .await
-    .expect("get")
-}
-
 async fn exists_queue(ch_conn: &lapin::Connection, q: &str) -> bool {
     let ch = within("channel", ch_conn.create_channel())
         .await

@@ -146,6 +146,11 @@ impl ChannelShared {
             }
         };
         let props = traced_props.as_ref().unwrap_or(&m.properties);
+        // Only a quorum queue's redeliveries carry a count; a first delivery sends the
+        // properties as published, as RabbitMQ 3.10 does.
+        let counted = (qm.delivery_count > 0)
+            .then(|| crate::queue::queue_type::with_delivery_count(props, qm.delivery_count));
+        let props = counted.as_ref().unwrap_or(props);
         self.out.write(|buf, frame_max| {
             encode_basic_deliver(
                 buf,
@@ -208,6 +213,11 @@ impl ChannelShared {
             }
         };
         let props = traced_props.as_ref().unwrap_or(&m.properties);
+        // RabbitMQ 3.10 adds `x-delivery-count` to every basic.get-ok from a quorum queue,
+        // 0 included.
+        let counted = (queue.kind == crate::queue::queue_type::QueueType::Quorum)
+            .then(|| crate::queue::queue_type::with_delivery_count(props, qm.delivery_count));
+        let props = counted.as_ref().unwrap_or(props);
         self.out.write(|buf, frame_max| {
             encode_basic_get_ok(
                 buf,

@@ -1,5 +1,5 @@
-//! Dead-lettering: republishing a message that left a queue as rejected, expired or over the
-//! length limit through the queue's `x-dead-letter-exchange`, with the `x-death` history
+//! Dead-lettering: republishing a message that left a queue as rejected, expired, over the
+//! length limit or past a quorum queue's delivery limit through the queue's `x-dead-letter-exchange`, with the `x-death` history
 //! RabbitMQ 3.10 writes (`rabbit_dead_letter:make_msg/5`) and its cycle detection.
 //!
 //! Called only without the queue's lock held: the target may be the same queue, or a queue
@@ -22,6 +22,8 @@ pub enum Reason {
     Expired,
     /// Dropped from the head (drop-head) or refused (reject-publish-dlx) by a length limit.
     Maxlen,
+    /// Returned to a quorum queue more often than its `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -30,6 +32,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::Maxlen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -50,6 +53,7 @@ impl Queue {
         match reason {
             Reason::Expired => self.stats.expired.inc(),
             Reason::Maxlen => self.stats.overflow_dropped.inc(),
+            Reason::DeliveryLimit => self.stats.delivery_limited.inc(),
             Reason::Rejected => {}
         }
         if let Some(dlx) = &self.limits.dlx {
@@ -60,6 +64,7 @@ impl Queue {
                             Reason::Rejected => self.stats.dead_lettered_rejected.inc(),
                             Reason::Expired => self.stats.dead_lettered_expired.inc(),
                             Reason::Maxlen => self.stats.dead_lettered_maxlen.inc(),
+                            Reason::DeliveryLimit => self.stats.dead_lettered_delivery_limit.inc(),
                         }
                     }
                 }

@@ -34,9 +34,11 @@ pub struct QueueLimits {
     pub max_length: Option<u64>,
     pub max_bytes: Option<u64>,
     pub overflow: Overflow,
+    /// A quorum queue's `x-delivery-limit`: returns past it dead-letter the message.
+    pub delivery_limit: Option<i64>,
 }
 
-fn int_arg(v: &FieldValue) -> Result<i64, String> {
+pub(crate) fn int_arg(v: &FieldValue) -> Result<i64, String> {
     match v {
         FieldValue::I8(_)
         | FieldValue::U8(_)
@@ -54,7 +56,7 @@ fn int_arg(v: &FieldValue) -> Result<i64, String> {
 }
 
 /// The type name RabbitMQ prints for a field value in its refusal texts.
-fn erlang_type_name(v: &FieldValue) -> &'static str {
+pub(crate) fn erlang_type_name(v: &FieldValue) -> &'static str {
     match v {
         FieldValue::Bool(_) => "bool",
         FieldValue::I8(_) => "byte",
@@ -197,6 +199,9 @@ impl QueueLimits {
         }
         if l.dlx.is_none() {
             l.dlrk = None;
+        }
+        if super::queue_type::QueueType::of(args) == super::queue_type::QueueType::Quorum {
+            l.delivery_limit = super::queue_type::delivery_limit(args);
         }
         l
     }

@@ -13,6 +13,7 @@ pub mod flow;
 pub mod limits;
 pub mod paging;
 pub mod priority;
+pub mod queue_type;
 pub mod timer;
 pub mod ttl;
 
@@ -41,6 +42,9 @@ pub struct Queue {
     pub name: ShortStr,
     pub vhost: Arc<str>,
     pub options: QueueOptions,
+    /// Classic or quorum (`x-queue-type`): a quorum queue counts deliveries and keeps every
+    /// message on disk.
+    pub kind: queue_type::QueueType,
     /// Connection id that declared an exclusive queue.
     pub owner: Option<u64>,
     state: Mutex<QueueState>,
@@ -169,12 +173,15 @@ pub enum CancelOutcome {
 }
 
 /// Checks every queue argument RabbitMQ 3.10 checks at queue.declare (TTL, expiry,
-/// dead-lettering, length limits and overflow, then priority and single active consumer), with
-/// its PRECONDITION_FAILED texts. The one check behind queue.declare, the management API's
-/// `PUT /api/queues` and definitions import (all go through `VHost::declare_queue`).
-pub fn check_declare_args(args: &FieldTable, queue: &ShortStr, vhost: &str) -> AmqpResult<()> {
+/// dead-lettering, length limits and overflow, then priority and single active consumer, then
+/// what the queue type allows), with its PRECONDITION_FAILED texts. The one check behind
+/// queue.declare, the management API's `PUT /api/queues` and definitions import (all go
+/// through `VHost::declare_queue`).
+pub fn check_declare_args(options: &QueueOptions, queue: &ShortStr, vhost: &str) -> AmqpResult<()> {
+    let args = &options.arguments;
     limits::QueueLimits::parse(args, queue, vhost)?;
-    dispatch::check_args(args, &queue.to_string_lossy(), vhost)
+    dispatch::check_args(args, &queue.to_string_lossy(), vhost)?;
+    queue_type::check(options, queue, vhost).map(|_| ())
 }
 
 impl Queue {
@@ -190,6 +197,7 @@ impl Queue {
             dispatch::single_active(&options.arguments),
         );
         Queue {
+            kind: queue_type::QueueType::of(&options.arguments),
             limits,
             vhost_ref: Weak::new(),
             may_expire: AtomicBool::new(false),
@@ -269,6 +277,7 @@ impl Queue {
                 persist_id: r.persist_id,
                 body_at: r.body_at,
                 paged: None,
+                delivery_count: 0,
             });
         }
         st.arm_head(self);
@@ -342,7 +351,9 @@ impl Queue {
         st.next_seq += 1;
         // Appended under the queue lock, so log order is queue order (lock order: queue, log).
         let (persist_id, ticket, body_at) = match &self.log {
-            Some(log) if message.is_persistent() => {
+            // A quorum queue keeps every message on disk, whatever its delivery mode, as
+            // RabbitMQ's do.
+            Some(log) if message.is_persistent() || self.kind == queue_type::QueueType::Quorum => {
                 let (id, ticket, offset) = log.append_publish(self.name.as_bytes(), &message);
                 let seg = crate::store::log::segment_of(id);
                 (
@@ -367,6 +378,7 @@ impl Queue {
             expires_at,
             body_at,
             paged: None,
+            delivery_count: 0,
         };
         if st.ready.is_empty() {
             if let Err(qm) = st.deliver_one(self, qm, now) {
@@ -401,11 +413,25 @@ impl Queue {
         let mut st = self.state.lock();
         for mut qm in messages {
             st.unacked = st.unacked.saturating_sub(1);
-            self.stats.requeued.inc();
             if self.is_deleted() {
+                self.stats.requeued.inc();
                 self.settle_persisted(qm.persist_id);
                 continue;
             }
+            if self.kind == queue_type::QueueType::Quorum {
+                // RabbitMQ's rabbit_fifo counts every return and dead-letters a message
+                // returned more often than the limit (with limit 2: three deliveries).
+                qm.delivery_count = qm.delivery_count.saturating_add(1);
+                if self
+                    .limits
+                    .delivery_limit
+                    .is_some_and(|l| qm.delivery_count as i64 > l)
+                {
+                    st.dead.push((qm, dead_letter::Reason::DeliveryLimit));
+                    continue;
+                }
+            }
+            self.stats.requeued.inc();
             qm.redelivered = true;
             st.ready_bytes += qm.body_len();
             st.ram_bytes += qm.body_len();

@@ -244,6 +244,7 @@ mod tests {
             expires_at: None,
             body_at: Default::default(),
             paged: None,
+            delivery_count: 0,
         }
     }
 

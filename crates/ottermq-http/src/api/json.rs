@@ -72,7 +72,7 @@ pub fn queue_json(q: &Queue, store: &SeriesStore) -> Value {
         "auto_delete": q.options.auto_delete,
         "exclusive": q.options.exclusive,
         "arguments": table_json(&q.options.arguments),
-        "type": "classic",
+        "type": q.kind.as_str(),
         "state": "running",
         "node": "ottermq@localhost",
         "messages": c.ready + c.unacked,

@@ -108,6 +108,11 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
         ("dead_lettered_expired", MetricId::DeadLetteredExpired),
         ("dead_lettered_maxlen", MetricId::DeadLetteredMaxlen),
         ("overflow_dropped", MetricId::OverflowDropped),
+        (
+            "dead_lettered_delivery_limit",
+            MetricId::DeadLetteredDeliveryLimit,
+        ),
+        ("delivery_limited", MetricId::DeliveryLimited),
     ] {
         rates.insert(name.into(), latest(&store, &k, id));
     }
@@ -139,9 +144,11 @@ pub async fn overview(State(s): State<AppState>) -> Json<Value> {
             "returned": totals.returned, "unroutable": totals.unroutable, "confirmed": totals.confirmed,
             "published_bytes": sizes.sum(),
             "expired": events.expired, "overflow_dropped": events.overflow_dropped,
+            "delivery_limited": events.delivery_limited,
             "dead_lettered": {
                 "rejected": events.dead_lettered_rejected, "expired": events.dead_lettered_expired,
                 "maxlen": events.dead_lettered_maxlen,
+                "delivery_limit": events.dead_lettered_delivery_limit,
             },
         },
         "message_size_bytes": {
@@ -259,9 +266,11 @@ pub async fn queue(
             "enqueued": st.enqueued.get(), "delivered": st.delivered.get(), "acked": st.acked.get(),
             "redelivered": st.redelivered.get(), "requeued": st.requeued.get(), "rejected": st.rejected.get(),
             "expired": st.expired.get(), "overflow_dropped": st.overflow_dropped.get(),
+            "delivery_limited": st.delivery_limited.get(),
             "dead_lettered": {
                 "rejected": st.dead_lettered_rejected.get(), "expired": st.dead_lettered_expired.get(),
                 "maxlen": st.dead_lettered_maxlen.get(),
+                "delivery_limit": st.dead_lettered_delivery_limit.get(),
             },
         },
         "series": object_series(&store, &key, d),

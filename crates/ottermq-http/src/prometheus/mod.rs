@@ -660,8 +660,8 @@ fn per_object(
     }
 }
 
-/// `<prefix>_expired_total`, `<prefix>_dead_lettered_total{reason}` and
-/// `<prefix>_overflow_dropped_total`: one row per label set (none for the broker-wide ones).
+/// `<prefix>_expired_total`, `<prefix>_dead_lettered_total{reason}`,
+/// `<prefix>_overflow_dropped_total` and `<prefix>_delivery_limited_total`: one row per label set (none for the broker-wide ones).
 fn event_families(
     e: &mut Encoder,
     prefix: &str,
@@ -682,13 +682,14 @@ fn event_families(
     e.family(
         &dead,
         Kind::Counter,
-        "Messages republished through a dead-letter exchange, by reason (rejected, expired, maxlen).",
+        "Messages republished through a dead-letter exchange, by reason (rejected, expired, maxlen, delivery_limit).",
     );
     for (i, t) in rows.iter().enumerate() {
         for (reason, n) in [
             ("rejected", t.dead_lettered_rejected),
             ("expired", t.dead_lettered_expired),
             ("maxlen", t.dead_lettered_maxlen),
+            ("delivery_limit", t.dead_lettered_delivery_limit),
         ] {
             let mut l: Vec<(&str, &str)> = label_of(i).to_vec();
             l.push(("reason", reason));
@@ -703,5 +704,14 @@ fn event_families(
     );
     for (i, t) in rows.iter().enumerate() {
         e.int(&dropped, label_of(i), t.overflow_dropped);
+    }
+    let limited = format!("{prefix}_delivery_limited_total");
+    e.family(
+        &limited,
+        Kind::Counter,
+        "Messages a quorum queue took off for going past its x-delivery-limit (dropped or dead-lettered).",
+    );
+    for (i, t) in rows.iter().enumerate() {
+        e.int(&limited, label_of(i), t.delivery_limited);
     }
 }

@@ -345,3 +345,13 @@ pub fn broker_binary() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_ottermq")))
 }
+
+/// basic.get with manual ack (the message stays unacked until settled); None when empty.
+pub async fn get(ch: &lapin::Channel, q: &str) -> Option<lapin::message::BasicGetMessage> {
+    within(
+        "get",
+        ch.basic_get(q.into(), lapin::options::BasicGetOptions { no_ack: false }),
+    )
+    .await
+    .expect("get")
+}

@@ -1,0 +1,464 @@
+//! Quorum queues (`x-queue-type: quorum`) as RabbitMQ 3.10 shows them to a client on one node:
+//! the declare rules and their PRECONDITION_FAILED texts, `x-delivery-count` on redeliveries
+//! (and on every basic.get-ok), `x-delivery-limit` dead-lettering with reason
+//! `delivery_limit`, its metrics, and every message kept across a restart whatever its
+//! delivery mode. Each expectation was first checked against RabbitMQ 3.10 with pika.
+
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use ottermq_protocol as p;
+
+/// An in-process broker for one test, with its AMQP URL and management base URL.
+async fn start() -> (ottermq::RunningServer, String, String) {
+    let server = ottermq::testing::start_test_broker().await;
+    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let http = format!("http://{}", server.http_addr.expect("http listener"));
+    (server, url, http)
+}
+
+fn s(v: &str) -> AMQPValue {
+    AMQPValue::LongString(v.into())
+}
+
+fn quorum(extra: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut list = vec![("x-queue-type", s("quorum"))];
+    list.extend(extra.iter().cloned());
+    args(&list)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    }
+}
+
+/// Declares on a fresh channel and returns the refusal's code and text (None: accepted).
+async fn try_declare(
+    c: &lapin::Connection,
+    q: &str,
+    opts: QueueDeclareOptions,
+    a: FieldTable,
+) -> Option<(u16, String)> {
+    let ch = channel(c).await;
+    match within("declare", ch.queue_declare(q.into(), opts, a)).await {
+        Ok(_) => None,
+        Err(e) => match e.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => {
+                Some((amqp.get_id(), amqp.get_message().to_string()))
+            }
+            other => panic!("declare failed without a reply code: {other:?}"),
+        },
+    }
+}
+
+async fn publish(ch: &Channel, q: &str, body: &[u8], props: BasicProperties) {
+    within(
+        "publish",
+        ch.basic_publish("".into(), q.into(), Default::default(), body, props),
+    )
+    .await
+    .expect("publish");
+}
+
+fn delivery_count(props: &BasicProperties) -> Option<AMQPValue> {
+    props
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-delivery-count").cloned())
+}
+
+async fn nack_requeue(ch: &Channel, tag: u64) {
+    within(
+        "nack",
+        ch.basic_nack(
+            tag,
+            BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            },
+        ),
+    )
+    .await
+    .expect("nack");
+}
+
+#[tokio::test]
+async fn declare_rules_follow_rabbitmq_3_10() {
+    let (_server, url, http) = start().await;
+    let c = lapin_connect(&url).await;
+    let with = |durable, auto_delete, exclusive| QueueDeclareOptions {
+        durable,
+        auto_delete,
+        exclusive,
+        ..Default::default()
+    };
+    let int = AMQPValue::LongInt;
+    // (queue, options, arguments, RabbitMQ 3.10's refusal with {q} for the queue name)
+    let refused: Vec<(&str, QueueDeclareOptions, FieldTable, &str)> = vec![
+        ("qq-nd", with(false, false, false), quorum(&[]),
+         "invalid property 'non-durable' for queue '{q}' in vhost '/'"),
+        ("qq-ad", with(true, true, false), quorum(&[]),
+         "invalid property 'auto-delete' for queue '{q}' in vhost '/'"),
+        ("qq-ex", with(true, false, true), quorum(&[]),
+         "invalid property 'exclusive-owner' for queue '{q}' in vhost '/'"),
+        ("qq-pri", durable(), quorum(&[("x-max-priority", int(5))]),
+         "invalid arg 'x-max-priority' for queue '{q}' in vhost '/' of queue type rabbit_quorum_queue"),
+        ("qq-lazy", durable(), quorum(&[("x-queue-mode", s("lazy"))]),
+         "invalid arg 'x-queue-mode' for queue '{q}' in vhost '/' of queue type rabbit_quorum_queue"),
+        ("cq-dl", durable(), args(&[("x-delivery-limit", int(1))]),
+         "invalid arg 'x-delivery-limit' for queue '{q}' in vhost '/' of queue type rabbit_classic_queue"),
+        ("qq-bogus", durable(), args(&[("x-queue-type", s("bogus"))]),
+         "invalid arg 'x-queue-type' for queue '{q}' in vhost '/': \"unsupported queue type 'bogus'\""),
+        // Streams are not built: refused, not turned into a classic queue.
+        ("qq-stream", durable(), args(&[("x-queue-type", s("stream"))]),
+         "invalid arg 'x-queue-type' for queue '{q}' in vhost '/': \"unsupported queue type 'stream'\""),
+        ("qq-int", durable(), args(&[("x-queue-type", int(5))]),
+         "invalid arg 'x-queue-type' for queue '{q}' in vhost '/': {unacceptable_type,signedint}"),
+    ];
+    for (name, opts, a, why) in refused {
+        let q = unique(name);
+        let want = format!("PRECONDITION_FAILED - {}", why.replace("{q}", &q));
+        assert_eq!(
+            try_declare(&c, &q, opts, a).await,
+            Some((406, want)),
+            "{name}"
+        );
+    }
+    // Accepted as RabbitMQ accepts them: message TTL, single active consumer, an argument no
+    // queue type knows; and a quorum queue redeclared the same way.
+    let q = unique("qq-ok");
+    let a = quorum(&[
+        ("x-message-ttl", int(60000)),
+        ("x-single-active-consumer", AMQPValue::Boolean(true)),
+        ("x-foo", int(1)),
+    ]);
+    assert_eq!(try_declare(&c, &q, durable(), a.clone()).await, None);
+    assert_eq!(try_declare(&c, &q, durable(), a).await, None);
+    let (code, _) = try_declare(&c, &q, durable(), FieldTable::default())
+        .await
+        .expect("redeclare without x-queue-type is refused");
+    assert_eq!(code, 406);
+    let body = http_json_ok(&http, &format!("/api/queues/%2F/{q}")).await;
+    assert_eq!(body["type"], "quorum");
+}
+
+/// With `x-delivery-limit` 2 a message is delivered three times (x-delivery-count 0, 1, 2 on
+/// basic.get), then dead-lettered with reason `delivery_limit`; the dead-lettered copy has
+/// the x-death RabbitMQ writes and no x-delivery-count.
+#[tokio::test]
+async fn delivery_limit_dead_letters_after_the_limit() {
+    let (server, url, http) = start().await;
+    let c = lapin_connect(&url).await;
+    let ch = channel(&c).await;
+    let (q, dlq, dlx) = (unique("qq-dl"), unique("dlq"), unique("dlx"));
+    within(
+        "dlx",
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("exchange");
+    within(
+        "dlq",
+        ch.queue_declare(dlq.as_str().into(), durable(), FieldTable::default()),
+    )
+    .await
+    .expect("dlq");
+    within(
+        "bind",
+        ch.queue_bind(
+            dlq.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("bind");
+    let a = quorum(&[
+        ("x-delivery-limit", AMQPValue::LongInt(2)),
+        ("x-dead-letter-exchange", s(&dlx)),
+    ]);
+    within("qq", ch.queue_declare(q.as_str().into(), durable(), a))
+        .await
+        .expect("quorum queue");
+    let mut h = FieldTable::default();
+    h.insert("a".into(), AMQPValue::LongLongInt(1));
+    publish(&ch, &q, b"m1", BasicProperties::default().with_headers(h)).await;
+    for want in 0..3i64 {
+        let m = get(&ch, &q).await.expect("delivery within the limit");
+        assert_eq!(m.delivery.redelivered, want > 0);
+        assert_eq!(
+            delivery_count(&m.delivery.properties),
+            Some(AMQPValue::LongLongInt(want)),
+            "x-delivery-count on basic.get-ok"
+        );
+        nack_requeue(&ch, m.delivery.delivery_tag).await;
+    }
+    assert!(
+        get(&ch, &q).await.is_none(),
+        "dead-lettered after the third return"
+    );
+
+    let mut r = Raw::handshake(server.amqp_addr, 0).await;
+    r.send(1, &p::Method::ChannelOpen).await;
+    r.method().await.expect("open-ok");
+    let (props, body) = within("dead-lettered copy", async {
+        loop {
+            r.send(
+                1,
+                &p::Method::BasicGet(p::BasicGet {
+                    queue: dlq.as_str().into(),
+                    no_ack: true,
+                }),
+            )
+            .await;
+            match r.method().await.expect("get reply") {
+                (_, p::Method::BasicGetOk(_)) => break,
+                (_, p::Method::BasicGetEmpty) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                (_, m) => panic!("unexpected {m:?}"),
+            }
+        }
+        let Some(p::Frame::Header { properties, .. }) = r.frame().await else {
+            panic!("content header")
+        };
+        let Some(p::Frame::Body { payload, .. }) = r.frame().await else {
+            panic!("body")
+        };
+        (properties.decode().expect("properties"), payload)
+    })
+    .await;
+    assert_eq!(&body[..], b"m1");
+    let h = props.headers.expect("headers");
+    let keys: Vec<String> = h.iter().map(|(k, _)| k.to_string()).collect();
+    assert!(
+        !keys.iter().any(|k| k == "x-delivery-count"),
+        "no x-delivery-count on the dead-lettered copy: {keys:?}"
+    );
+    assert_eq!(h.get("a"), Some(&p::FieldValue::I64(1)));
+    assert_eq!(
+        h.get("x-first-death-reason"),
+        Some(&p::FieldValue::LongStr("delivery_limit".into()))
+    );
+    assert_eq!(
+        h.get("x-first-death-queue"),
+        Some(&p::FieldValue::LongStr(q.as_str().into()))
+    );
+    let Some(p::FieldValue::Array(deaths)) = h.get("x-death") else {
+        panic!("x-death: {h:?}")
+    };
+    let p::FieldValue::Table(d) = &deaths[0] else {
+        panic!("x-death entry")
+    };
+    let fields: Vec<String> = d.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(
+        fields,
+        [
+            "count",
+            "reason",
+            "queue",
+            "time",
+            "exchange",
+            "routing-keys"
+        ]
+    );
+    assert_eq!(d.get("count"), Some(&p::FieldValue::I64(1)));
+    assert_eq!(
+        d.get("reason"),
+        Some(&p::FieldValue::LongStr("delivery_limit".into()))
+    );
+
+    // Counted by reason in /metrics and in the queue's totals.
+    let text = http_get(&http, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics");
+    assert!(
+        text.lines()
+            .any(|l| l
+                .starts_with("ottermq_messages_dead_lettered_total{reason=\"delivery_limit\"} 1")),
+        "dead_lettered_total by reason delivery_limit:\n{}",
+        text.lines()
+            .filter(|l| l.contains("dead_lettered"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let qm = http_json_ok(&http, &format!("/api/metrics/queues/%2F/{q}")).await;
+    assert_eq!(qm["totals"]["delivery_limited"], 1, "{qm}");
+    assert_eq!(qm["totals"]["dead_lettered"]["delivery_limit"], 1, "{qm}");
+}
+
+/// Consumers see no x-delivery-count on the first delivery, then 1, 2 ... ; a channel closed
+/// with the message unacknowledged counts as a return too; without a dead-letter exchange a
+/// message past the limit is dropped; a negative limit drops at the first return.
+#[tokio::test]
+async fn delivery_count_on_consume_channel_close_and_drop() {
+    let (_server, url, http) = start().await;
+    let c = lapin_connect(&url).await;
+    let ch = channel(&c).await;
+    let q = unique("qq-cons");
+    within(
+        "qq",
+        ch.queue_declare(
+            q.as_str().into(),
+            durable(),
+            quorum(&[("x-delivery-limit", AMQPValue::LongInt(2))]),
+        ),
+    )
+    .await
+    .expect("quorum queue");
+    publish(&ch, &q, b"c", BasicProperties::default()).await;
+    // Taken on another channel, which closes without acking: a return.
+    let other = channel(&c).await;
+    let m = get(&other, &q).await.expect("first delivery");
+    assert_eq!(
+        delivery_count(&m.delivery.properties),
+        Some(AMQPValue::LongLongInt(0))
+    );
+    within("close", other.close(200, "bye".into()))
+        .await
+        .expect("close");
+    within("qos", ch.basic_qos(1, BasicQosOptions::default()))
+        .await
+        .expect("qos");
+    let mut consumer = within(
+        "consume",
+        ch.basic_consume(
+            q.as_str().into(),
+            "c1".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume");
+    let d = next(&mut consumer).await;
+    assert!(d.redelivered);
+    assert_eq!(
+        delivery_count(&d.properties),
+        Some(AMQPValue::LongLongInt(1)),
+        "count after the channel close"
+    );
+    nack_requeue(&ch, d.delivery_tag).await;
+    let d = next(&mut consumer).await;
+    assert_eq!(
+        delivery_count(&d.properties),
+        Some(AMQPValue::LongLongInt(2))
+    );
+    nack_requeue(&ch, d.delivery_tag).await;
+    // Third return: past the limit of 2, no dead-letter exchange, so dropped.
+    let more = tokio::time::timeout(std::time::Duration::from_millis(300), consumer.next()).await;
+    assert!(more.is_err(), "nothing more delivered: {more:?}");
+    let qm = http_json_ok(&http, &format!("/api/metrics/queues/%2F/{q}")).await;
+    assert_eq!(qm["totals"]["delivery_limited"], 1, "{qm}");
+    assert_eq!(qm["totals"]["dead_lettered"]["delivery_limit"], 0, "{qm}");
+
+    // A fresh message on a consumer: its first delivery carries no header.
+    publish(&ch, &q, b"d", BasicProperties::default()).await;
+    let d = next(&mut consumer).await;
+    assert!(!d.redelivered);
+    assert_eq!(
+        delivery_count(&d.properties),
+        None,
+        "first consume delivery: no x-delivery-count"
+    );
+    within(
+        "ack",
+        ch.basic_ack(d.delivery_tag, BasicAckOptions::default()),
+    )
+    .await
+    .expect("ack");
+
+    let q2 = unique("qq-neg");
+    within(
+        "qq",
+        ch.queue_declare(
+            q2.as_str().into(),
+            durable(),
+            quorum(&[("x-delivery-limit", AMQPValue::LongInt(-1))]),
+        ),
+    )
+    .await
+    .expect("quorum queue");
+    publish(&ch, &q2, b"n", BasicProperties::default()).await;
+    let m = get(&ch, &q2).await.expect("first delivery");
+    nack_requeue(&ch, m.delivery.delivery_tag).await;
+    assert!(
+        get(&ch, &q2).await.is_none(),
+        "a negative limit drops at the first return"
+    );
+}
+
+/// A quorum queue keeps transient (delivery mode 1) messages across a restart too.
+#[tokio::test]
+async fn quorum_queue_keeps_transient_messages_across_restart() {
+    let dir = std::env::temp_dir().join(unique("ottermq-qq-restart"));
+    let start =
+        |d: std::path::PathBuf| ottermq::testing::start_test_broker_with(move |s| s.data_dir = d);
+    let server = start(dir.clone()).await;
+    let url = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let c = lapin_connect(&url).await;
+    let ch = channel(&c).await;
+    within(
+        "confirm",
+        ch.confirm_select(ConfirmSelectOptions::default()),
+    )
+    .await
+    .expect("confirm");
+    within(
+        "qq",
+        ch.queue_declare("qq-keep".into(), durable(), quorum(&[])),
+    )
+    .await
+    .expect("qq");
+    within(
+        "cq",
+        ch.queue_declare("cq-keep".into(), durable(), FieldTable::default()),
+    )
+    .await
+    .expect("cq");
+    for q in ["qq-keep", "cq-keep"] {
+        let confirm = within(
+            "publish",
+            ch.basic_publish(
+                "".into(),
+                q.into(),
+                Default::default(),
+                b"t",
+                BasicProperties::default().with_delivery_mode(1),
+            ),
+        )
+        .await
+        .expect("publish");
+        within("confirm", confirm).await.expect("confirmed");
+    }
+    drop(c);
+    server.shutdown().await;
+    let server = start(dir.clone()).await;
+    let c = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let ch = channel(&c).await;
+    let m = get(&ch, "qq-keep")
+        .await
+        .expect("the transient message on the quorum queue came back");
+    assert_eq!(m.delivery.data, b"t");
+    assert!(
+        get(&ch, "cq-keep").await.is_none(),
+        "a classic queue drops transient messages at restart"
+    );
+    drop(c);
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
