@@ -316,32 +316,15 @@ impl VHost {
                 q.options.auto_delete.to_string(),
             ));
         }
-        // Arguments that change a queue's behaviour must match, as RabbitMQ checks them.
-        for (k, v) in o.arguments.iter() {
-            let key = k.as_bytes();
-            if !key.starts_with(b"x-") {
-                continue;
-            }
-            let cur = q
-                .options
-                .arguments
-                .iter()
-                .find(|(ck, _)| ck.as_bytes() == key)
-                .map(|(_, v)| v);
-            if cur != Some(v) {
-                return Err(ineq(
-                    &k.to_string_lossy(),
-                    format!("{v:?}"),
-                    cur.map(|c| format!("{c:?}"))
-                        .unwrap_or_else(|| "none".into()),
-                ));
-            }
-        }
-        for (k, v) in q.options.arguments.iter() {
-            let key = k.as_bytes();
-            if key.starts_with(b"x-") && !o.arguments.iter().any(|(ok, _)| ok.as_bytes() == key) {
-                return Err(ineq(&k.to_string_lossy(), "none".into(), format!("{v:?}")));
-            }
+        // The arguments RabbitMQ knows must match (by value, integers of any width alike);
+        // others may differ, as in RabbitMQ.
+        if let Some((key, text)) =
+            crate::queue::queue_type::inequivalent_arg(&q.options.arguments, &o.arguments)
+        {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg '{key}' for queue '{}' in vhost '{}': {text}",
+                q.name, self.name
+            )));
         }
         Ok(())
     }

@@ -228,6 +228,19 @@ async fn rejected_message_gets_exact_x_death_and_first_death_headers() {
         Some("m1".into())
     );
     let h = props.headers.expect("headers");
+    let keys: Vec<String> = h.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(
+        keys,
+        [
+            "CC",
+            "app",
+            "x-death",
+            "x-first-death-exchange",
+            "x-first-death-queue",
+            "x-first-death-reason"
+        ],
+        "headers sorted by key, as RabbitMQ 3.10 sends them"
+    );
     assert_eq!(h.get("app"), Some(&lstr("kept")));
     assert_eq!(h.get("x-first-death-reason"), Some(&lstr("rejected")));
     assert_eq!(h.get("x-first-death-queue"), Some(&lstr(&q)));

@@ -2,7 +2,8 @@
 //! the declare rules and their PRECONDITION_FAILED texts, `x-delivery-count` on redeliveries
 //! (and on every basic.get-ok), `x-delivery-limit` dead-lettering with reason
 //! `delivery_limit`, its metrics, and every message kept across a restart whatever its
-//! delivery mode. Each expectation was first checked against RabbitMQ 3.10 with pika.
+//! delivery mode; and redeclare equivalence as 3.10 checks it. Each expectation was first
+//! checked against RabbitMQ 3.10 with pika (`scripts/probe_quorum.py`).
 
 mod common;
 use common::*;
@@ -461,4 +462,51 @@ async fn quorum_queue_keeps_transient_messages_across_restart() {
     drop(c);
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A redeclare must repeat the arguments RabbitMQ knows, compared by value (an integer sent
+/// at another width is the same), with 3.10's texts; arguments it does not know may differ.
+#[tokio::test]
+async fn redeclare_compares_known_arguments_by_value() {
+    let (_server, url, _http) = start().await;
+    let c = lapin_connect(&url).await;
+    let q = unique("eq");
+    let first = args(&[
+        ("x-max-length", AMQPValue::LongInt(1)),
+        ("x-foo", AMQPValue::LongInt(1)),
+    ]);
+    assert_eq!(try_declare(&c, &q, durable(), first).await, None);
+    let same = args(&[
+        ("x-max-length", AMQPValue::LongLongInt(1)),
+        ("x-foo", AMQPValue::LongInt(2)),
+    ]);
+    assert_eq!(
+        try_declare(&c, &q, durable(), same).await,
+        None,
+        "same value at another width, unknown argument changed"
+    );
+    let ineq = |why: &str| {
+        Some((
+            406u16,
+            format!("PRECONDITION_FAILED - inequivalent arg {why}").replace("{q}", &q),
+        ))
+    };
+    assert_eq!(
+        try_declare(
+            &c,
+            &q,
+            durable(),
+            args(&[("x-max-length", AMQPValue::LongInt(2))])
+        )
+        .await,
+        ineq("'x-max-length' for queue '{q}' in vhost '/': received '2' but current is '1'")
+    );
+    assert_eq!(
+        try_declare(&c, &q, durable(), FieldTable::default()).await,
+        ineq("'x-max-length' for queue '{q}' in vhost '/': received none but current is the value '1' of type 'signedint'")
+    );
+    assert_eq!(
+        try_declare(&c, &q, durable(), args(&[("x-max-length", AMQPValue::LongInt(1)), ("x-queue-type", s("quorum"))])).await,
+        ineq("'x-queue-type' for queue '{q}' in vhost '/': received the value 'quorum' of type 'longstr' but current is none")
+    );
 }

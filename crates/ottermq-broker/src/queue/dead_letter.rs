@@ -215,6 +215,9 @@ pub(crate) fn make_message(
         info.insert("original-expiration", long(e.as_bytes()));
     }
     let deaths = update_x_death(&mut headers, info, reason, queue, m.exchange.as_bytes());
+    // RabbitMQ 3.10 sends a dead-lettered message's headers sorted by key (checked with pika:
+    // `CC`, `app`, `x-death`, `x-first-death-exchange`, ...), whatever order they came in.
+    headers.0.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     props.headers = Some(headers);
     let msg = Message {
         exchange: dlx.clone(),

@@ -107,6 +107,83 @@ fn known_to_some_type(key: &[u8]) -> bool {
     CLASSIC_ARGS.contains(&key) || QUORUM_ARGS.contains(&key) || STREAM_ARGS.contains(&key)
 }
 
+/// The arguments a redeclare must repeat with the same value, in RabbitMQ 3.10's order
+/// (`rabbit_amqqueue:declare_args/0`, then the type-specific ones). Any other argument may
+/// differ: RabbitMQ compares only the ones it knows.
+const EQUIVALENCE_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-quorum-initial-group-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+    "x-queue-leader-locator",
+    "x-queue-master-locator",
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
+];
+
+/// The first argument a redeclare (`new`) does not repeat from the queue's own (`cur`), with
+/// RabbitMQ 3.10's text for it (`received '2' but current is '1'`, `received none but current
+/// is the value '1' of type 'signedint'`). Integers compare by value whatever their width, as
+/// RabbitMQ compares by type class.
+pub fn inequivalent_arg(cur: &FieldTable, new: &FieldTable) -> Option<(&'static str, String)> {
+    for key in EQUIVALENCE_ARGS {
+        let text = match (new.get(key), cur.get(key)) {
+            (None, None) => continue,
+            (Some(n), Some(c)) if same_value(n, c) => continue,
+            (Some(n), Some(c)) => format!("received '{}' but current is '{}'", plain(n), plain(c)),
+            (None, Some(c)) => format!("received none but current is {}", typed(c)),
+            (Some(n), None) => format!("received {} but current is none", typed(n)),
+        };
+        return Some((key, text));
+    }
+    None
+}
+
+fn same_value(a: &FieldValue, b: &FieldValue) -> bool {
+    match (a.as_i64(), b.as_i64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (a.as_str_bytes(), b.as_str_bytes()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+fn plain(v: &FieldValue) -> String {
+    if let Some(n) = v.as_i64() {
+        return n.to_string();
+    }
+    match v {
+        FieldValue::Bool(b) => b.to_string(),
+        _ => match v.as_str_bytes() {
+            Some(s) => String::from_utf8_lossy(s).into_owned(),
+            None => format!("{v:?}"),
+        },
+    }
+}
+
+fn typed(v: &FieldValue) -> String {
+    format!(
+        "the value '{}' of type '{}'",
+        plain(v),
+        super::limits::erlang_type_name(v)
+    )
+}
+
 /// Checks `x-queue-type` and what the chosen type allows, with RabbitMQ 3.10's
 /// PRECONDITION_FAILED texts. Returns the type.
 pub fn check(options: &QueueOptions, queue: &ShortStr, vhost: &str) -> AmqpResult<QueueType> {
@@ -257,6 +334,38 @@ mod tests {
             "/"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn equivalence_compares_known_arguments_by_value() {
+        let t = |list: &[(&str, FieldValue)]| opts(list, true).arguments;
+        let cur = t(&[
+            ("x-max-length", FieldValue::I32(1)),
+            ("x-foo", FieldValue::I32(1)),
+        ]);
+        assert_eq!(
+            inequivalent_arg(&cur, &t(&[("x-max-length", FieldValue::I64(1))])),
+            None
+        );
+        assert_eq!(
+            inequivalent_arg(&cur, &t(&[("x-max-length", FieldValue::I32(2))])),
+            Some(("x-max-length", "received '2' but current is '1'".into()))
+        );
+        assert_eq!(
+            inequivalent_arg(&cur, &t(&[])),
+            Some((
+                "x-max-length",
+                "received none but current is the value '1' of type 'signedint'".into()
+            ))
+        );
+        let q = t(&[("x-queue-type", FieldValue::LongStr("quorum".into()))]);
+        assert_eq!(
+            inequivalent_arg(&t(&[]), &q),
+            Some((
+                "x-queue-type",
+                "received the value 'quorum' of type 'longstr' but current is none".into()
+            ))
+        );
     }
 
     #[test]
