@@ -32,6 +32,9 @@ pub struct Broker {
     pub data_dir: Option<PathBuf>,
     /// Memory alarm: true while queued message bytes are above the high watermark.
     alarm: tokio::sync::watch::Sender<bool>,
+    /// Direct reply-to consumers of every vhost: a reply may be published in any vhost, as
+    /// in RabbitMQ, whose reply names encode the requesting channel, not its vhost.
+    pub reply_to: crate::channel::reply_to::Registry,
 }
 
 /// What recovery found at start.
@@ -98,6 +101,7 @@ impl Broker {
             metrics,
             data_dir: None,
             alarm: tokio::sync::watch::channel(false).0,
+            reply_to: Default::default(),
         })
     }
 
@@ -141,6 +145,7 @@ impl Broker {
                 metrics,
                 data_dir: Some(data_dir.to_path_buf()),
                 alarm: tokio::sync::watch::channel(false).0,
+                reply_to: Default::default(),
             }),
             report,
         ))

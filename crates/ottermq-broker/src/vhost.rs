@@ -30,7 +30,6 @@ pub struct VHost {
     /// Itself, for queues that route dead-lettered messages back through it.
     me: std::sync::Weak<VHost>,
     /// Direct reply-to consumers of this vhost's channels.
-    pub reply_to: crate::channel::reply_to::Registry,
     /// Pages ready bodies beyond each queue's memory budget out to disk.
     pager: Arc<crate::queue::paging::Pager>,
     /// Per-queue memory budget for ready bodies (`queue_memory_budget_bytes`).
@@ -86,7 +85,6 @@ impl VHost {
                 crate::queue::paging::DEFAULT_BUDGET_BYTES,
             ),
             store,
-            reply_to: Default::default(),
         };
         for (n, kind) in [
             ("", ExchangeKind::Direct),

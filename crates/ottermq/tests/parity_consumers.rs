@@ -274,6 +274,69 @@ async fn direct_reply_to_round_trip() {
     b.stop().await;
 }
 
+/// A reply may be published in another vhost than the request's: RabbitMQ's reply names
+/// stand for the requesting channel, not for a vhost.
+#[tokio::test]
+async fn direct_reply_to_reply_from_another_vhost() {
+    let server = ottermq::testing::start_test_broker().await;
+    server.broker.add_vhost("replies-elsewhere");
+    server
+        .broker
+        .users
+        .change(ottermq_broker::store::users::UserChange::SetPermission {
+            vhost: "replies-elsewhere".into(),
+            user: "guest".into(),
+            perm: ottermq_broker::permissions::Permission::all(),
+        });
+    let client_conn = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let other_conn = lapin_connect(&format!(
+        "amqp://guest:guest@{}/replies-elsewhere",
+        server.amqp_addr
+    ))
+    .await;
+    let cch = confirmed(&client_conn).await;
+    let mut replies = consume(&cch, PSEUDO, "replies", true).await;
+    let rpc = unique("rpc");
+    within(
+        "declare",
+        cch.queue_declare(
+            rpc.as_str().into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("declare");
+    publish(
+        &cch,
+        "",
+        &rpc,
+        "ping",
+        BasicProperties::default().with_reply_to(PSEUDO.into()),
+    )
+    .await;
+    let req = within(
+        "get",
+        cch.basic_get(rpc.as_str().into(), BasicGetOptions { no_ack: true }),
+    )
+    .await
+    .expect("get")
+    .expect("request");
+    let reply_to = req
+        .delivery
+        .properties
+        .reply_to()
+        .as_ref()
+        .map(|s| s.as_str().to_string())
+        .expect("reply_to");
+    let och = confirmed(&other_conn).await;
+    publish(&och, "", &reply_to, "pong", Default::default()).await;
+    let d = next(&mut replies).await;
+    assert_eq!(body(&d), "pong");
+    assert_eq!(d.routing_key.as_str(), reply_to);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn direct_reply_to_refusals() {
     let b = broker().await;

@@ -87,7 +87,7 @@ impl Channel {
             )));
         }
         if q.is_none() {
-            let tag = self.reply_consume(&ctx.vhost.reply_to, tag, m.no_ack)?;
+            let tag = self.reply_consume(&ctx.broker.reply_to, tag, m.no_ack)?;
             if !m.nowait {
                 self.send(&Method::BasicConsumeOk(BasicConsumeOk {
                     consumer_tag: tag,
@@ -138,7 +138,7 @@ impl Channel {
         if let Some((q, c)) = found {
             self.consumer_removed(ctx, &q, &c);
         } else {
-            self.reply_cancel(&ctx.vhost.reply_to, Some(&m.consumer_tag));
+            self.reply_cancel(&ctx.broker.reply_to, Some(&m.consumer_tag));
         }
         if !m.nowait {
             self.send(&Method::BasicCancelOk(BasicCancelOk {

@@ -187,7 +187,7 @@ impl Channel {
         {
             // RabbitMQ answers every declare of these as passive: it exists with its one
             // consumer, or it is not found.
-            if !ctx.vhost.reply_to.exists(m.queue.as_bytes()) {
+            if !ctx.broker.reply_to.exists(m.queue.as_bytes()) {
                 return Err(ctx.vhost.not_found_queue(&m.queue));
             }
             if !m.nowait {

@@ -182,7 +182,7 @@ impl Channel {
         self.pending = None;
         self.tx = None;
         let unacked = self.shared.take_all(true);
-        self.reply_cancel(&ctx.vhost.reply_to, None);
+        self.reply_cancel(&ctx.broker.reply_to, None);
         {
             // Counted into the retired totals and dropped from the registry in one step under
             // the retire lock, so the sampler sees this channel's counts exactly once.

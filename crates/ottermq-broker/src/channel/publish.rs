@@ -316,7 +316,7 @@ impl Channel {
                     // A direct reply-to reply: counts as routed, as in RabbitMQ, even when its
                     // requester has gone (then it is dropped).
                     exchange.stats.publish_out.inc();
-                    ctx.vhost.reply_to.deliver(&msg);
+                    ctx.broker.reply_to.deliver(&msg);
                     (now, 0, 1, false)
                 }
                 None => {

@@ -4,8 +4,9 @@
 //! `amq.rabbitmq.reply-to.<suffix>`; a reply published to the default exchange with that name as
 //! routing key goes straight to the requesting channel's consumer, through no queue.
 //!
-//! The suffix is random per reply consumer and names an entry in the vhost's registry (a weak
-//! reference to the channel and the consumer tag). The registry is only touched when a reply
+//! The suffix is random per reply consumer and names an entry in the broker's registry (a weak
+//! reference to the channel and the consumer tag). The registry spans vhosts: a reply
+//! published in another vhost than the request's still reaches the requester, as in RabbitMQ. The registry is only touched when a reply
 //! consumer starts or ends, when a request is published and when a reply is routed, never on
 //! ordinary publishes: the default exchange looks at it only after no queue of that name exists.
 
@@ -36,7 +37,7 @@ struct Target {
     tag: ShortStr,
 }
 
-/// Reply consumers of a vhost by suffix.
+/// Reply consumers of all vhosts by suffix.
 #[derive(Debug, Default)]
 pub struct Registry {
     by_suffix: Mutex<HashMap<ShortStr, Target>>,
