@@ -8,6 +8,8 @@
 # share and RSS ("broker", from /proc/<pid>) and ottermq-perf's own CPU share.
 # Scenario "ceiling" runs the S1 producer against ottermq-perf's own --sink (no broker):
 # the load generator's maximum publish rate, to compare the broker figures against.
+# Scenario "s5floor" runs S5 against the sink, which forwards each publish to the consumer:
+# the latency floor of the load generator and the machine, included in every broker's S5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -30,7 +32,7 @@ case " $BROKERS " in
 esac
 # The sink (scenario "ceiling") on a free port; it prints {"sink":"127.0.0.1:PORT"} first.
 case " $SCENARIOS " in
-  *" ceiling "*)
+  *" ceiling "*|*" s5floor "*)
     target/release/ottermq-perf --sink 127.0.0.1:0 >"$DATA/sink" &
     SINK_PID=$!
     for _ in $(seq 1 50); do [ -s "$DATA/sink" ] && break; sleep 0.1; done
@@ -47,6 +49,7 @@ args_for() {
     s5) echo "-x 1 -y 1 -s 1024 --rate 1000" ;;
     s6) echo "-x 500 -y 500 -s 256 --queues 500 --rate 10" ;;      # 500 connections each way at 10 msg/s
     ceiling) echo "-x 1 -y 0 -s 16" ;;                              # S1's producer against the sink
+    s5floor) echo "-x 1 -y 1 -s 1024 --rate 1000" ;;                # S5 against the forwarding sink
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
@@ -56,7 +59,7 @@ for sc in $SCENARIOS; do
     for broker in $BROKERS; do
       host=127.0.0.1:5690; pid=$OTTER_PID
       if [ "$broker" = rabbitmq ]; then host=127.0.0.1:5673; pid=$(cat "$RABBIT_PID_FILE" 2>/dev/null || echo); fi
-      if [ "$sc" = ceiling ]; then
+      if [ "$sc" = ceiling ] || [ "$sc" = s5floor ]; then
         [ "$broker" = ottermq ] || continue   # one sink run per round
         broker=sink; host=$SINK_ADDR; pid=$SINK_PID
       fi
