@@ -184,8 +184,14 @@ impl Permission {
     }
 
     /// Full access (`.*` for all three), what the configured users get on configured vhosts.
+    /// Compiled once per process and cloned (a `Regex` clone shares its compiled program):
+    /// compiling `.*` three times was most of `Broker::new`'s time (the `connection` fuzz
+    /// target builds a broker per input; docs/SECURITY.md).
     pub fn all() -> Self {
-        Permission::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* compiles"))
+        static ALL: std::sync::LazyLock<Permission> = std::sync::LazyLock::new(|| {
+            Permission::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* compiles"))
+        });
+        ALL.clone()
     }
 
     /// Whether `access` to a resource called `name` is allowed (unanchored search, as
