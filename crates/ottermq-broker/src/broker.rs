@@ -285,10 +285,9 @@ impl Broker {
     /// Refuses credentials that could not even be read (`LoginError::Malformed`), counted,
     /// limited and logged as [`Broker::authenticate`] does a wrong password.
     pub fn refuse_malformed(&self, peer: IpAddr, protocol: AuthProtocol) -> LoginError {
-        match self.count_login("", peer, protocol, || Err(LoginError::Malformed)) {
-            Ok(_) => unreachable!("a malformed login is never admitted"),
-            Err(e) => e,
-        }
+        self.count_login("", peer, protocol, || Err(LoginError::Malformed))
+            .err()
+            .unwrap_or(LoginError::Malformed)
     }
 
     fn count_login(
