@@ -56,34 +56,50 @@ fn parse_amqplain(b: &[u8]) -> Option<Credentials> {
     })
 }
 
-/// Failed logins per peer address over a fixed one-minute window, so a password-guessing
-/// client is cut off after a few tries while other peers are unaffected.
-#[derive(Debug, Default)]
+/// Failed logins per peer address over a fixed window (a minute unless configured), so a
+/// password-guessing client is cut off after a few tries while other peers are unaffected.
+#[derive(Debug)]
 pub struct FailureWindow {
     peers: HashMap<IpAddr, (Instant, u32)>,
+    window: Duration,
+}
+
+impl Default for FailureWindow {
+    fn default() -> Self {
+        FailureWindow::new(Self::WINDOW)
+    }
 }
 
 impl FailureWindow {
-    /// The window a failure count lasts.
+    /// The window a failure count lasts by default (the limit is per minute).
     pub const WINDOW: Duration = Duration::from_secs(60);
     /// Entries kept before expired ones are swept, so a flood of addresses cannot grow it.
     const SWEEP_AT: usize = 4096;
 
+    /// Counts that last `window` from a peer's first failure in it.
+    pub fn new(window: Duration) -> Self {
+        FailureWindow {
+            peers: HashMap::new(),
+            window,
+        }
+    }
+
     /// Failures `peer` made in its current window.
     pub fn count(&self, peer: IpAddr, now: Instant) -> u32 {
         match self.peers.get(&peer) {
-            Some((start, n)) if now.duration_since(*start) < Self::WINDOW => *n,
+            Some((start, n)) if now.duration_since(*start) < self.window => *n,
             _ => 0,
         }
     }
 
     pub fn record(&mut self, peer: IpAddr, now: Instant) {
+        let window = self.window;
         if self.peers.len() >= Self::SWEEP_AT {
             self.peers
-                .retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+                .retain(|_, (start, _)| now.duration_since(*start) < window);
         }
         let e = self.peers.entry(peer).or_insert((now, 0));
-        if now.duration_since(e.0) >= Self::WINDOW {
+        if now.duration_since(e.0) >= window {
             *e = (now, 0);
         }
         e.1 = e.1.saturating_add(1);

@@ -57,6 +57,10 @@ pub enum LoginError {
     /// The address used up its failed logins (`auth_failures_per_minute`); the password was
     /// not checked.
     Throttled,
+    /// The credentials could not be read (an HTTP `Authorization` header that is not valid
+    /// Basic: wrong scheme, bad base64, not UTF-8, no colon). Counted like a wrong password,
+    /// so malformed requests cannot probe past the limit.
+    Malformed,
 }
 
 impl LoginError {
@@ -67,6 +71,7 @@ impl LoginError {
             LoginError::BadPassword => "invalid credentials",
             LoginError::LoopbackOnly => "user may only connect via localhost",
             LoginError::Throttled => "too many failed logins from this address",
+            LoginError::Malformed => "malformed credentials",
         }
     }
 }
@@ -88,12 +93,13 @@ impl Broker {
             .collect();
         let metrics = crate::sampler::MetricsHub::new(config.metrics);
         let users = crate::permissions::UserStore::in_memory(seed_users(&config));
+        let failure_window = config.auth_failure_window;
         Arc::new(Broker {
             config,
             vhosts: RwLock::new(vhosts),
             users,
             connections: Mutex::new(HashMap::new()),
-            auth_failures: Mutex::new(crate::auth::FailureWindow::default()),
+            auth_failures: Mutex::new(crate::auth::FailureWindow::new(failure_window)),
             next_connection_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
             started_at: Instant::now(),
@@ -131,13 +137,14 @@ impl Broker {
         let users =
             crate::permissions::UserStore::open(data_dir, seed_users(&config), &mut report.issues)?;
         report.elapsed = started.elapsed();
+        let failure_window = config.auth_failure_window;
         Ok((
             Arc::new(Broker {
                 config,
                 vhosts: RwLock::new(vhosts),
                 users,
                 connections: Mutex::new(HashMap::new()),
-                auth_failures: Mutex::new(crate::auth::FailureWindow::default()),
+                auth_failures: Mutex::new(crate::auth::FailureWindow::new(failure_window)),
                 next_connection_id: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 started_at: Instant::now(),
@@ -275,12 +282,32 @@ impl Broker {
         peer: IpAddr,
         protocol: AuthProtocol,
     ) -> Result<crate::permissions::User, LoginError> {
+        self.count_login(username, peer, protocol, || {
+            self.login(username, password, peer)
+        })
+    }
+
+    /// Refuses credentials that could not even be read (`LoginError::Malformed`), counted,
+    /// limited and logged as [`Broker::authenticate`] does a wrong password.
+    pub fn refuse_malformed(&self, peer: IpAddr, protocol: AuthProtocol) -> LoginError {
+        self.count_login("", peer, protocol, || Err(LoginError::Malformed))
+            .err()
+            .unwrap_or(LoginError::Malformed)
+    }
+
+    fn count_login(
+        &self,
+        username: &str,
+        peer: IpAddr,
+        protocol: AuthProtocol,
+        check: impl FnOnce() -> Result<crate::permissions::User, LoginError>,
+    ) -> Result<crate::permissions::User, LoginError> {
         let limit = self.config.auth_failures_per_minute;
         let result = if limit != 0 && self.auth_failures.lock().count(peer, Instant::now()) >= limit
         {
             Err(LoginError::Throttled)
         } else {
-            self.login(username, password, peer)
+            check()
         };
         if let Err(why) = &result {
             self.stats.auth_failed(protocol).inc();

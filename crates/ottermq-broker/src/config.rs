@@ -40,6 +40,9 @@ pub struct BrokerConfig {
     /// Failed logins one peer address may make per minute before its further attempts are
     /// refused without looking at the password; 0 = no limit.
     pub auth_failures_per_minute: u32,
+    /// How long a peer's failed-login count lasts from its first failure (a minute: the limit
+    /// is per minute; shorter only in tests).
+    pub auth_failure_window: Duration,
     /// Size at which a message log segment is closed and the next begun.
     pub segment_bytes: u64,
     /// RAM a queue may use for ready message bodies before further ones are paged out to disk
@@ -78,6 +81,7 @@ impl Default for BrokerConfig {
             max_connections_per_user: 0,
             max_queues_per_vhost: 0,
             auth_failures_per_minute: 10,
+            auth_failure_window: crate::auth::FailureWindow::WINDOW,
             segment_bytes: crate::store::DEFAULT_SEGMENT_BYTES,
             queue_memory_budget_bytes: crate::queue::paging::DEFAULT_BUDGET_BYTES,
             memory_high_watermark_bytes: None,

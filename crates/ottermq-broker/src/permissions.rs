@@ -10,7 +10,8 @@
 //!   `password_hash` values load and ours load in RabbitMQ.
 //!
 //! The store is one `RwLock` read per check; checks happen on declares, binds, consume and get
-//! (rare), while publishes are cached per channel (see `channel/publish.rs`).
+//! (rare), while publishes are cached per channel (see `channel/publish.rs`): the exchange
+//! permission in [`PermitCache`], the topic permission in [`TopicPermitCache`].
 
 use crate::error::{AmqpError, AmqpResult};
 use crate::store::users::{UserChange, UsersLog};
@@ -183,8 +184,14 @@ impl Permission {
     }
 
     /// Full access (`.*` for all three), what the configured users get on configured vhosts.
+    /// Compiled once per process and cloned (a `Regex` clone shares its compiled program):
+    /// compiling `.*` three times was most of `Broker::new`'s time (the `connection` fuzz
+    /// target builds a broker per input; docs/SECURITY.md).
     pub fn all() -> Self {
-        Permission::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* compiles"))
+        static ALL: std::sync::LazyLock<Permission> = std::sync::LazyLock::new(|| {
+            Permission::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* compiles"))
+        });
+        ALL.clone()
     }
 
     /// Whether `access` to a resource called `name` is allowed (unanchored search, as
@@ -288,6 +295,9 @@ pub struct UserStore {
     writer: parking_lot::Mutex<()>,
     /// Some topic permission exists (lets publishes skip the look-up while none does).
     any_topic: std::sync::atomic::AtomicBool,
+    /// Bumped by every change that can alter a topic permission (set, clear, user or vhost
+    /// deleted), so channels' [`TopicPermitCache`]s see it with one relaxed load per publish.
+    topic_generation: std::sync::atomic::AtomicU64,
 }
 
 impl UserStore {
@@ -302,6 +312,7 @@ impl UserStore {
             log: None,
             writer: Default::default(),
             any_topic: Default::default(),
+            topic_generation: Default::default(),
         }
         .with_topic_flag()
     }
@@ -337,6 +348,7 @@ impl UserStore {
             log: Some(log),
             writer: Default::default(),
             any_topic: Default::default(),
+            topic_generation: Default::default(),
         }
         .with_topic_flag())
     }
@@ -354,10 +366,34 @@ impl UserStore {
         if let Some(log) = &self.log {
             log.record(&c);
         }
+        let topic = matches!(
+            c,
+            UserChange::SetTopicPermission { .. }
+                | UserChange::ClearTopicPermission { .. }
+                | UserChange::DeleteUser(_)
+                | UserChange::DeleteVhost(_)
+        );
         let mut m = self.model.write();
         m.apply(c);
         self.any_topic
             .store(!m.topic.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        if topic {
+            // Under the write lock: a channel that sees the new generation takes the read
+            // lock after this one is released, so it reads the new entries.
+            self.topic_generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any topic permission exists (one relaxed load).
+    pub fn any_topic_permission(&self) -> bool {
+        self.any_topic.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Changes whenever a topic permission may have changed (one relaxed load).
+    pub fn topic_generation(&self) -> u64 {
+        self.topic_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn user(&self, name: &str) -> Option<User> {
@@ -547,9 +583,121 @@ impl PermitCache {
     }
 }
 
+/// The topic permission entries (or their absence) a channel has looked up, per exchange,
+/// most recent first, at most [`TopicPermitCache::SIZE`], so a publish to a topic exchange
+/// reads no lock once any topic permission exists: a hit compares the exchange name and runs
+/// the cached compiled regex on the routing key, with no allocation. Unlike [`PermitCache`]
+/// it is emptied whenever [`UserStore::topic_generation`] moves, so a topic permission set or
+/// removed through the API applies to the very next publish of every open channel.
+#[derive(Debug, Default)]
+pub struct TopicPermitCache {
+    generation: u64,
+    entries: Vec<(
+        ottermq_protocol::ShortStr,
+        Option<Arc<crate::topic_permissions::TopicPermission>>,
+    )>,
+}
+
+impl TopicPermitCache {
+    pub const SIZE: usize = 12;
+
+    /// Write permission for routing key `key` on topic exchange `exchange` (callers check the
+    /// exchange type), for `user` in `vhost`, with RabbitMQ's 403 on refusal.
+    pub fn check_write(
+        &mut self,
+        users: &UserStore,
+        vhost: &str,
+        user: &str,
+        exchange: &ottermq_protocol::ShortStr,
+        key: &[u8],
+    ) -> AmqpResult<()> {
+        if !users.any_topic_permission() {
+            return Ok(());
+        }
+        // Read before the look-up: a change after it bumps the generation again, so an entry
+        // read here is never kept past a newer change.
+        let generation = users.topic_generation();
+        if generation != self.generation {
+            self.entries.clear();
+            self.generation = generation;
+        }
+        let i = match self.entries.iter().position(|(n, _)| n == exchange) {
+            Some(i) => i,
+            None => {
+                let perm = users.topic_permission(vhost, user, exchange.as_bytes());
+                if self.entries.len() >= Self::SIZE {
+                    self.entries.pop();
+                }
+                self.entries.insert(0, (exchange.clone(), perm));
+                0
+            }
+        };
+        crate::topic_permissions::check(
+            self.entries[i].1.as_deref(),
+            Access::Write,
+            exchange.as_bytes(),
+            key,
+            vhost,
+            user,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn topic_store() -> UserStore {
+        let perm = TopicPermission::new("amq.topic", "^u\\.", ".*", "u", "/").expect("regexes");
+        UserStore::in_memory([UserChange::SetTopicPermission {
+            vhost: "/".into(),
+            user: "u".into(),
+            perm,
+        }])
+    }
+
+    #[test]
+    fn topic_cache_hits_take_no_lock_and_follow_changes() {
+        let store = std::sync::Arc::new(topic_store());
+        let x = ottermq_protocol::ShortStr::from("amq.topic");
+        let mut cache = TopicPermitCache::default();
+        assert!(cache.check_write(&store, "/", "u", &x, b"u.a").is_ok());
+        assert_eq!(
+            cache
+                .check_write(&store, "/", "u", &x, b"v.a")
+                .map_err(|e| e.code),
+            Err(403)
+        );
+        // A hit while a writer holds the store's lock: answered from the cache.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = store.model.write();
+        let s = store.clone();
+        let x2 = x.clone();
+        let t = std::thread::spawn(move || {
+            let ok = cache.check_write(&s, "/", "u", &x2, b"u.b").is_ok();
+            let _ = tx.send(ok);
+            cache
+        });
+        let hit = rx.recv_timeout(std::time::Duration::from_secs(5));
+        drop(writer);
+        assert_eq!(hit, Ok(true), "a cache hit waited for the store's lock");
+        let mut cache = t.join().expect("thread");
+        // Replaced: the next check sees the new regex, not the cached one.
+        store.change(UserChange::SetTopicPermission {
+            vhost: "/".into(),
+            user: "u".into(),
+            perm: TopicPermission::new("amq.topic", "^v\\.", ".*", "u", "/").expect("re"),
+        });
+        assert!(cache.check_write(&store, "/", "u", &x, b"u.a").is_err());
+        assert!(cache.check_write(&store, "/", "u", &x, b"v.a").is_ok());
+        // Removed: everything is allowed again.
+        store.change(UserChange::ClearTopicPermission {
+            vhost: "/".into(),
+            user: "u".into(),
+            exchange: None,
+        });
+        assert!(cache.check_write(&store, "/", "u", &x, b"u.a").is_ok());
+    }
 
     #[test]
     fn rabbitmq_hash_of_guest_verifies() {

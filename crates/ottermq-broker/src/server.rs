@@ -70,12 +70,14 @@ impl AmqpListener {
     }
 }
 
-/// Completes the TLS handshake (within the AMQP handshake timeout, so a silent client cannot
-/// hold the socket) and serves the connection over it.
+/// Completes the TLS handshake and serves the connection over it. The handshake timeout
+/// covers the TLS handshake and the AMQP one together, so a client that sends nothing, or a
+/// partial ClientHello, is dropped when it expires, as a silent plain-TCP client is.
 async fn serve_tls(broker: Arc<Broker>, tls: TlsAcceptor, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let local = socket.local_addr().ok();
     let timeout = broker.config.handshake_timeout;
+    let started = tokio::time::Instant::now();
     let stream = match tokio::time::timeout(timeout, tls.accept(socket)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
@@ -83,10 +85,19 @@ async fn serve_tls(broker: Arc<Broker>, tls: TlsAcceptor, socket: TcpStream, pee
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out");
+            tracing::info!(%peer, listener = "amqps", ?timeout, "TLS handshake timed out");
             return;
         }
     };
+    let left = timeout.saturating_sub(started.elapsed());
     let (rd, wr) = tokio::io::split(stream);
-    crate::connection::serve_transport(broker, Box::new(rd), Box::new(wr), peer, local).await;
+    crate::connection::serve_transport_within(
+        broker,
+        Box::new(rd),
+        Box::new(wr),
+        peer,
+        local,
+        left,
+    )
+    .await;
 }

@@ -50,25 +50,23 @@ async fn authenticate(
     peer: SocketAddr,
     mut req: Request,
 ) -> Result<Request, ApiError> {
+    // No header at all is not a login attempt (a browser's first request, answered with the
+    // challenge) and is not counted; a header that is there but does not hold readable Basic
+    // credentials is counted as a failed login, like a wrong password, so malformed headers
+    // cannot probe past the per-address limit. Every refusal gets the same 401 body.
     let header = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
         .ok_or_else(ApiError::unauthorized)?;
-    let encoded = header
-        .strip_prefix("Basic ")
-        .ok_or_else(ApiError::unauthorized)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| ApiError::unauthorized())?;
-    let text = String::from_utf8(decoded).map_err(|_| ApiError::unauthorized())?;
-    let (user, pass) = text.split_once(':').ok_or_else(ApiError::unauthorized)?;
-    // One answer for every failure, throttled or not: no hint about which part was wrong.
-    // `authenticate` counts it with the AMQP failures, against the same per-address limit,
-    // and logs the reason.
+    let Some((user, pass)) = basic_credentials(header.as_bytes()) else {
+        state.broker.refuse_malformed(peer.ip(), AuthProtocol::Http);
+        return Err(ApiError::unauthorized());
+    };
+    // `authenticate` counts a failure with the AMQP ones, against the same per-address
+    // limit, and logs the reason (never told to the client).
     let u = state
         .broker
-        .authenticate(user, pass, peer.ip(), AuthProtocol::Http)
+        .authenticate(&user, &pass, peer.ip(), AuthProtocol::Http)
         .map_err(|_| ApiError::unauthorized())?;
     // RabbitMQ: only users with a management tag may use the management API at all.
     if !u.tags.iter().any(|t| MANAGEMENT_TAGS.contains(&t.as_str())) {
@@ -83,4 +81,44 @@ async fn authenticate(
         tags: u.tags,
     });
     Ok(req)
+}
+
+/// The user and password of a `Basic` Authorization header value (RFC 7617: the scheme is
+/// case-insensitive, the credentials base64 of `user:password` in UTF-8); None when it is not
+/// one.
+fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, pass) = text.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::basic_credentials;
+
+    #[test]
+    fn basic_credentials_read_only_well_formed_headers() {
+        // "guest:guest"
+        assert_eq!(
+            basic_credentials(b"Basic Z3Vlc3Q6Z3Vlc3Q="),
+            Some(("guest".into(), "guest".into()))
+        );
+        assert!(basic_credentials(b"basic Z3Vlc3Q6Z3Vlc3Q=").is_some());
+        assert_eq!(basic_credentials(b"Bearer Z3Vlc3Q6Z3Vlc3Q="), None);
+        assert_eq!(basic_credentials(b"Basic !!!not-base64"), None);
+        // "guestguest": no colon.
+        assert_eq!(basic_credentials(b"Basic Z3Vlc3RndWVzdA=="), None);
+        // 0xff 0xfe ':' 'x': not UTF-8.
+        assert_eq!(basic_credentials(b"Basic //46eA=="), None);
+        assert_eq!(basic_credentials(b"Basic"), None);
+        assert_eq!(basic_credentials(&[0x42, 0xff]), None);
+    }
 }

@@ -122,7 +122,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves the router over HTTPS on a bound listener until `shutdown` resolves. Each
-/// connection's TLS handshake runs on its own task (bounded by a timeout), then hyper serves
+/// connection's TLS handshake runs on its own task (bounded by the broker's handshake timeout,
+/// logged when it expires), then hyper serves
 /// HTTP/1.1 or HTTP/2 on it; the peer address reaches handlers as `ConnectInfo`, as on the
 /// plain listener, so loopback-only users work the same.
 pub async fn serve_tls(
@@ -132,6 +133,9 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    // The broker's handshake timeout (`handshake_timeout_secs`), as on the amqps listener:
+    // a client that sends nothing or stalls inside its ClientHello is dropped when it expires.
+    let timeout = state.broker.config.handshake_timeout;
     let app = router(state);
     tokio::pin!(shutdown);
     loop {
@@ -149,13 +153,17 @@ pub async fn serve_tls(
         let tls = tls.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(std::time::Duration::from_secs(10), tls.accept(sock))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    _ => return,
-                };
+            let stream = match tokio::time::timeout(timeout, tls.accept(sock)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, listener = "management", error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, listener = "management", ?timeout, "TLS handshake timed out");
+                    return;
+                }
+            };
             let svc = tower::ServiceExt::map_request(
                 app,
                 move |mut req: hyper::Request<hyper::body::Incoming>| {

@@ -501,3 +501,122 @@ async fn http_basic_auth_failures_share_the_per_address_limit_and_metric() {
     witness_round_trip(&w, "http-auth-witness").await;
     server.shutdown().await;
 }
+
+/// GET /api/overview from source address `from` with the raw `Authorization` value `auth`.
+async fn api_overview_raw(base: &str, from: &str, auth: &[u8]) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .local_address(from.parse::<std::net::IpAddr>().expect("address"))
+        .build()
+        .expect("client");
+    let value = reqwest::header::HeaderValue::from_bytes(auth).expect("header value");
+    let r = within(
+        "GET /api/overview",
+        client
+            .get(format!("{base}/api/overview"))
+            .header(reqwest::header::AUTHORIZATION, value)
+            .send(),
+    )
+    .await
+    .expect("request");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn malformed_authorization_headers_count_as_failed_logins() {
+    use base64::Engine;
+    let window = std::time::Duration::from_secs(4);
+    let Some((logs, server, addr)) = start(|s| {
+        s.broker.auth_failures_per_minute = 4;
+        s.broker.auth_failure_window = window;
+        s.broker.users.push(UserConfig {
+            name: "ops".into(),
+            password: "secret".into(),
+            tags: vec!["administrator".into()],
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let base = format!("http://{}", server.http_addr.expect("http listener"));
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let good = format!("Basic {}", b64(b"ops:secret"));
+    let w = witness(&addr).await;
+    // A wrong password from another address: the body every refusal must look like.
+    let wrong = api_overview_raw(
+        &base,
+        "127.0.0.3",
+        format!("Basic {}", b64(b"ops:x")).as_bytes(),
+    )
+    .await;
+    assert_eq!(wrong.0, 401);
+    let started = std::time::Instant::now();
+    // Four headers that hold no readable credentials: another scheme, bad base64, no colon,
+    // not UTF-8. Each is refused like a wrong password and counted.
+    let malformed: [Vec<u8>; 4] = [
+        format!("Bearer {}", b64(b"ops:secret")).into_bytes(),
+        b"Basic !!!not-base64!!!".to_vec(),
+        format!("Basic {}", b64(b"opssecret")).into_bytes(),
+        format!("Basic {}", b64(b"\xff\xfe:secret")).into_bytes(),
+    ];
+    for m in &malformed {
+        assert_eq!(
+            api_overview_raw(&base, "127.0.0.1", m).await,
+            wrong,
+            "a malformed header must get a wrong password's 401 ({})",
+            String::from_utf8_lossy(m)
+        );
+    }
+    // The limit (4) is used up: the right password is refused from this address, over HTTP
+    // and AMQP alike, while another address is served.
+    assert_eq!(
+        api_overview_raw(&base, "127.0.0.1", good.as_bytes()).await,
+        wrong,
+        "malformed headers did not count against the limit"
+    );
+    match connect(&format!("amqp://ops:secret@{addr}/%2f")).await {
+        Ok(_) => panic!("AMQP login admitted from a throttled address"),
+        Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
+    }
+    assert!(
+        started.elapsed() < window,
+        "the machine was too slow to check within the window"
+    );
+    assert_eq!(
+        api_overview_raw(&base, "127.0.0.2", good.as_bytes())
+            .await
+            .0,
+        200,
+        "another address must not be limited"
+    );
+    // 1 wrong password + 4 malformed + 1 throttled over HTTP.
+    assert_eq!(auth_failures_metric(&base, "http").await, 6);
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"http\"",
+        "peer=127.0.0.1",
+        "malformed credentials",
+    ])
+    .await;
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"http\"",
+        "peer=127.0.0.1",
+        "too many failed logins from this address",
+    ])
+    .await;
+    // Once the window has passed, the address is served again.
+    tokio::time::sleep(
+        (started + window + std::time::Duration::from_millis(200)) - std::time::Instant::now(),
+    )
+    .await;
+    assert_eq!(
+        api_overview_raw(&base, "127.0.0.1", good.as_bytes())
+            .await
+            .0,
+        200
+    );
+    witness_round_trip(&w, "malformed-auth-witness").await;
+    server.shutdown().await;
+}

@@ -534,3 +534,149 @@ async fn topic_permissions_check_routing_and_binding_keys() {
     assert!(matches!(r.method().await, Some((3, Method::QueueBindOk))));
     server.shutdown().await;
 }
+
+/// Publishes to amq.topic as the limited user on a fresh channel of `server`: `allowed` goes
+/// through (the channel answers basic.qos afterwards), `refused` closes the channel with 403.
+async fn expect_topic_enforced(server: &ottermq::RunningServer, allowed: &str, refused: &str) {
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "amq.topic", allowed, b"ok").await;
+    qos_round_trip(&mut r, 1).await;
+    r.publish(1, "amq.topic", refused, b"no").await;
+    assert_eq!(r.expect_channel_close(1).await, (403, 60, 40));
+}
+
+/// Topic permissions travel in definitions as RabbitMQ writes them (`topic_permissions`):
+/// exported by GET /api/definitions, imported by POST /api/definitions and `--definitions`,
+/// and enforced on the importing broker.
+#[tokio::test]
+async fn topic_permissions_round_trip_through_definitions() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let http = reqwest::Client::new();
+    let source = limited_broker(".*", ".*", ".*").await;
+    let base = format!("http://{}", source.http_addr.expect("http"));
+    let put = http
+        .put(format!("{base}/api/topic-permissions/%2F/{USER}"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"exchange": "amq.topic",
+            "write": "^{username}\\.", "read": ".*"}))
+        .send();
+    assert_eq!(within("put", put).await.expect("put").status(), 201);
+    let defs = http_json_ok(&base, "/api/definitions").await;
+    assert_eq!(
+        defs["topic_permissions"],
+        serde_json::json!([{"user": USER, "vhost": "/", "exchange": "amq.topic",
+            "write": "^{username}\\.", "read": ".*"}]),
+        "{defs}"
+    );
+    source.shutdown().await;
+
+    // POST /api/definitions into a fresh broker.
+    let fresh = ottermq::testing::start_test_broker().await;
+    let base = format!("http://{}", fresh.http_addr.expect("http"));
+    let post = http
+        .post(format!("{base}/api/definitions"))
+        .basic_auth("guest", Some("guest"))
+        .json(&defs)
+        .send();
+    assert_eq!(within("post", post).await.expect("post").status(), 204);
+    let listed = http_json_ok(&base, "/api/topic-permissions").await;
+    assert_eq!(listed, defs["topic_permissions"], "{listed}");
+    expect_topic_enforced(&fresh, "limited.orders", "other.orders").await;
+    // An entry without its regexes is refused, naming it, and nothing of it is set.
+    let bad = serde_json::json!({"topic_permissions": [
+        {"user": USER, "vhost": "/", "exchange": "amq.other", "write": ".*"}]});
+    let post = http
+        .post(format!("{base}/api/definitions"))
+        .basic_auth("guest", Some("guest"))
+        .json(&bad)
+        .send();
+    let resp = within("post", post).await.expect("post");
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.expect("JSON error");
+    assert!(
+        body["reason"].as_str().unwrap_or("").contains("amq.other"),
+        "{body}"
+    );
+    assert_eq!(
+        http_json_ok(&base, "/api/topic-permissions").await,
+        defs["topic_permissions"]
+    );
+    fresh.shutdown().await;
+
+    // --definitions FILE at start.
+    let file = std::env::temp_dir().join(unique("ottermq-topic-defs"));
+    std::fs::write(&file, defs.to_string()).expect("write");
+    let f = file.clone();
+    let started = ottermq::testing::start_test_broker_with(move |s| s.definitions = Some(f)).await;
+    expect_topic_enforced(&started, "limited.x", "nobody.x").await;
+    started.shutdown().await;
+    let _ = std::fs::remove_file(&file);
+}
+
+/// Topic permissions are cached per channel, but a change through the API applies to the
+/// next publish of a channel that is already open: a replaced regex (no stale grant), an
+/// entry added for an exchange the channel had found without one, and a deleted entry.
+#[tokio::test]
+async fn topic_permission_changes_apply_to_open_channels() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let server = limited_broker(".*", ".*", ".*").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", server.http_addr.expect("http"));
+    let path = format!("{base}/api/topic-permissions/%2F/{USER}");
+    let put = |exchange: &str, write: &str| {
+        let req = http
+            .put(&path)
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({"exchange": exchange, "write": write, "read": ".*"}))
+            .send();
+        async move { within("put", req).await.expect("put").status().as_u16() }
+    };
+    let declare = http
+        .put(format!("{base}/api/exchanges/%2F/tp-x"))
+        .basic_auth("guest", Some("guest"))
+        .json(&serde_json::json!({"type": "topic", "durable": false}))
+        .send();
+    assert_eq!(within("declare", declare).await.expect("put").status(), 201);
+    assert_eq!(put("amq.topic", "^limited\\.").await, 201);
+    let (mut r, m) = raw_open(server.amqp_addr, USER, PASS, "/").await;
+    assert!(matches!(m, Method::ConnectionOpenOk), "got {m:?}");
+
+    // Channel 1 caches amq.topic's entry and tp-x's absence of one.
+    raw_channel(&mut r, 1).await;
+    r.publish(1, "amq.topic", "limited.a", b"ok").await;
+    r.publish(1, "tp-x", "anything", b"ok").await;
+    qos_round_trip(&mut r, 1).await;
+    // Replaced: the key granted a moment ago is refused on the same channel.
+    assert_eq!(put("amq.topic", "^other\\.").await, 204);
+    r.publish(1, "amq.topic", "other.a", b"ok").await;
+    qos_round_trip(&mut r, 1).await;
+    r.publish(1, "amq.topic", "limited.b", b"stale?").await;
+    assert_eq!(r.expect_channel_close(1).await, (403, 60, 40));
+
+    // An entry added for tp-x applies to a channel that had published there without one.
+    raw_channel(&mut r, 2).await;
+    r.publish(2, "tp-x", "anything", b"ok").await;
+    qos_round_trip(&mut r, 2).await;
+    assert_eq!(put("tp-x", "^allowed$").await, 201);
+    r.publish(2, "tp-x", "allowed", b"ok").await;
+    qos_round_trip(&mut r, 2).await;
+    r.publish(2, "tp-x", "anything", b"now refused").await;
+    assert_eq!(r.expect_channel_close(2).await, (403, 60, 40));
+
+    // Deleted: a key the cached entry refuses goes through on the open channel.
+    raw_channel(&mut r, 3).await;
+    r.publish(3, "amq.topic", "other.b", b"ok").await;
+    qos_round_trip(&mut r, 3).await;
+    let del = http.delete(&path).basic_auth("guest", Some("guest")).send();
+    assert_eq!(within("delete", del).await.expect("delete").status(), 204);
+    r.publish(3, "amq.topic", "limited.c", b"ok").await;
+    r.publish(3, "tp-x", "anything", b"ok").await;
+    qos_round_trip(&mut r, 3).await;
+    server.shutdown().await;
+}

@@ -254,3 +254,73 @@ async fn management_api_over_https() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&p.dir);
 }
+
+/// A TLS record header announcing a 512-byte ClientHello, and its first few bytes only.
+const PARTIAL_CLIENT_HELLO: &[u8] = &[
+    0x16, 0x03, 0x01, 0x02, 0x00, // handshake record, TLS 1.0 framing, 512 bytes
+    0x01, 0x00, 0x01, 0xfc, // ClientHello, 508 bytes
+    0x03, 0x03, // client version TLS 1.2, then nothing more
+];
+
+#[tokio::test]
+async fn stalled_tls_handshakes_are_dropped_after_the_handshake_timeout() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let logs = logs::capture();
+    let p = pki("stall", false);
+    let tls = p.tls.clone();
+    let server = ottermq::testing::start_test_broker_with(move |s| {
+        s.amqps_addr = Some("127.0.0.1:0".parse().expect("addr"));
+        s.tls = Some(tls);
+        s.management_tls = true;
+        s.broker.handshake_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let amqps_addr = server.amqps_addr.expect("amqps listener");
+    let https_addr = server.http_addr.expect("management listener");
+    let started = std::time::Instant::now();
+    // On each TLS port: one client that sends nothing, one that stalls inside its ClientHello.
+    let mut stalled = Vec::new();
+    for addr in [amqps_addr, https_addr] {
+        let silent = Raw::connect(addr).await;
+        let mut half = Raw::connect(addr).await;
+        half.send_bytes(PARTIAL_CLIENT_HELLO).await;
+        stalled.push((addr, silent));
+        stalled.push((addr, half));
+    }
+    // A well-behaved amqps client is served meanwhile.
+    let conn = amqps(&server, Some(&p.ca.pem), None)
+        .await
+        .expect("amqps while others stall");
+    round_trip(&conn).await;
+    for (addr, r) in &mut stalled {
+        let port = r.sock.local_addr().expect("local").port();
+        assert!(
+            r.closed().await,
+            "a stalled TLS client of {addr} was not dropped"
+        );
+        let listener = if *addr == amqps_addr {
+            "listener=\"amqps\""
+        } else {
+            "listener=\"management\""
+        };
+        logs.line_with(&[
+            "TLS handshake timed out",
+            listener,
+            &format!("peer=127.0.0.1:{port}"),
+        ])
+        .await;
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "dropped only after {:?} (timeout 1 s)",
+        started.elapsed()
+    );
+    // The connection made meanwhile still works, and HTTPS still serves a real client.
+    round_trip(&conn).await;
+    let ok = https_status(https_addr, &p.ca.pem, Some("Z3Vlc3Q6Z3Vlc3Q=")).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&p.dir);
+}

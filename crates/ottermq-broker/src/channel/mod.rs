@@ -71,6 +71,9 @@ pub struct Channel {
     /// Exchanges this channel was allowed to publish to (RabbitMQ caches its checks per
     /// channel too), so a publish costs no regex match.
     publish_permitted: crate::permissions::PermitCache,
+    /// Topic permissions this channel looked up, so a publish to a topic exchange reads no
+    /// lock (emptied when a topic permission changes).
+    topic_permitted: crate::permissions::TopicPermitCache,
     /// Last queue the default exchange routed to, for the same reason.
     queue_cache: Option<Arc<Queue>>,
     /// Resources already given back (close, error, connection end): done once.
@@ -91,6 +94,7 @@ impl Channel {
             last_queue: None,
             exchange_cache: None,
             publish_permitted: Default::default(),
+            topic_permitted: Default::default(),
             queue_cache: None,
             released: false,
             reply: None,

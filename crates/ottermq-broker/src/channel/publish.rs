@@ -7,7 +7,6 @@ use super::{Channel, ConnCtx};
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::Exchange;
 use crate::message::Message;
-use crate::permissions::Access;
 use crate::queue::{Enqueued, Queue};
 use crate::store::MessageLog;
 use bytes::{Bytes, BytesMut};
@@ -206,7 +205,14 @@ impl Channel {
             .on(60, 40));
         }
         if exchange.kind == crate::exchange::ExchangeKind::Topic {
-            ctx.authorize_topic(Access::Write, &exchange.name, p.routing_key.as_bytes())
+            self.topic_permitted
+                .check_write(
+                    &ctx.broker.users,
+                    &ctx.vhost.name,
+                    &ctx.user,
+                    &exchange.name,
+                    p.routing_key.as_bytes(),
+                )
                 .map_err(|e| e.on(60, 40))?;
         }
         if let Some(e) = properties.expiration() {

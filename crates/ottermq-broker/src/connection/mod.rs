@@ -105,6 +105,20 @@ pub async fn serve_transport(
     peer: SocketAddr,
     local: Option<SocketAddr>,
 ) {
+    let deadline = broker.config.handshake_timeout;
+    serve_transport_within(broker, rd, wr, peer, local, deadline).await
+}
+
+/// [`serve_transport`] with `deadline` left for the AMQP handshake: what a TLS handshake
+/// left of the handshake timeout, so TLS and AMQP together get one timeout, not one each.
+pub(crate) async fn serve_transport_within(
+    broker: Arc<Broker>,
+    rd: ReadHalf,
+    wr: WriteHalf,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+    deadline: Duration,
+) {
     let out = Arc::new(Outbound::new(
         broker.config.frame_max,
         broker.config.outbound_high_water,
@@ -127,7 +141,6 @@ pub async fn serve_transport(
         buf: BytesMut::with_capacity(64 * 1024),
         handle: handle.clone(),
     };
-    let deadline = broker.config.handshake_timeout;
     let ctx = match tokio::time::timeout(deadline, handshake::run(&broker, &mut reader)).await {
         Ok(Some(ctx)) => Some(ctx),
         Ok(None) => None,

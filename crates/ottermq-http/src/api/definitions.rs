@@ -1,5 +1,5 @@
-//! `GET /api/definitions` and `POST /api/definitions`: vhosts, users, exchanges, queues and
-//! bindings in RabbitMQ's definitions JSON, so a RabbitMQ export can be loaded and an OtterMQ
+//! `GET /api/definitions` and `POST /api/definitions`: vhosts, users, permissions, topic
+//! permissions, exchanges, queues and bindings in RabbitMQ's definitions JSON, so a RabbitMQ export can be loaded and an OtterMQ
 //! export read by RabbitMQ tools. Also used by the server's `--definitions FILE` start option.
 
 use super::json::table_json;
@@ -11,13 +11,15 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use ottermq_broker::exchange::{Binding, Destination, ExchangeKind};
 use ottermq_broker::queue::QueueOptions;
+use ottermq_broker::topic_permissions::TopicPermission;
 use ottermq_broker::vhost::ExchangeSpec;
 use ottermq_broker::Broker;
 use ottermq_protocol::{FieldTable, FieldValue, LongStr, ShortStr};
 use serde_json::{json, Map, Value};
 
 /// Everything the broker would restore at start (durable objects of every vhost), plus the
-/// vhosts, users (with their salted password hashes, never passwords) and permissions.
+/// vhosts, users (with their salted password hashes, never passwords), permissions and topic
+/// permissions (RabbitMQ's `topic_permissions`).
 pub fn export(broker: &Broker) -> Value {
     let (mut vhosts, mut exchanges, mut queues, mut bindings) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -75,6 +77,9 @@ pub fn export(broker: &Broker) -> Value {
         "permissions": broker.users.permissions().iter().map(|(v, u, p)| json!({
             "user": u, "vhost": v, "configure": p.configure, "write": p.write, "read": p.read,
         })).collect::<Vec<_>>(),
+        "topic_permissions": broker.users.topic_permissions().iter().map(|(v, u, p)| json!({
+            "user": u, "vhost": v, "exchange": p.exchange, "write": p.write, "read": p.read,
+        })).collect::<Vec<_>>(),
         "exchanges": exchanges,
         "queues": queues,
         "bindings": bindings,
@@ -87,6 +92,7 @@ pub struct Imported {
     pub vhosts: usize,
     pub users: usize,
     pub permissions: usize,
+    pub topic_permissions: usize,
     pub exchanges: usize,
     pub queues: usize,
     pub bindings: usize,
@@ -158,7 +164,7 @@ fn list<'a>(doc: &'a Map<String, Value>, key: &str) -> Result<&'a [Value], Strin
 /// bindings find their ends). Existing equivalent objects are left alone; an inequivalent one or
 /// a binding to a missing object fails the import at that point with a message naming it.
 /// Users (`password_hash` + `hashing_algorithm`, or `password`) replace users of the same
-/// name; permissions need their user and vhost.
+/// name; permissions and topic permissions need their user and vhost.
 pub fn import(broker: &Broker, doc: &Value) -> Result<Imported, String> {
     use ottermq_broker::store::users::UserChange;
     let doc = doc.as_object().ok_or("definitions must be a JSON object")?;
@@ -192,6 +198,31 @@ pub fn import(broker: &Broker, doc: &Value) -> Result<Imported, String> {
             perm,
         });
         n.permissions += 1;
+    }
+    for p in list(doc, "topic_permissions")? {
+        let user = str_field(p, "user", "topic permission")?;
+        let vhost = str_field(p, "vhost", "topic permission")?;
+        let exchange = str_field(p, "exchange", "topic permission")?;
+        let what = format!(
+            "topic permission of user '{user}' in vhost '{vhost}' for exchange '{exchange}'"
+        );
+        if broker.vhost(vhost).is_none() {
+            return Err(format!("{what}: vhost '{vhost}' does not exist"));
+        }
+        if broker.users.user(user).is_none() {
+            return Err(format!("{what}: user '{user}' does not exist"));
+        }
+        // RabbitMQ's export always has both regexes; a missing one is an error, not "allow".
+        let write = str_field(p, "write", &what)?;
+        let read = str_field(p, "read", &what)?;
+        let perm = TopicPermission::new(exchange, write, read, user, vhost)
+            .map_err(|e| format!("{what}: {e}"))?;
+        broker.users.change(UserChange::SetTopicPermission {
+            vhost: vhost.into(),
+            user: user.into(),
+            perm,
+        });
+        n.topic_permissions += 1;
     }
     let vhost = |o: &Value, what: &str| {
         let name = o.get("vhost").and_then(Value::as_str).unwrap_or("/");
