@@ -13,6 +13,7 @@ pub mod flow;
 pub mod limits;
 pub mod paging;
 pub mod priority;
+pub mod spill;
 pub mod timer;
 pub mod ttl;
 
@@ -26,6 +27,9 @@ use priority::ReadyList;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
+
+/// A paged lane's head is refilled from its tail below this many messages (or when empty).
+const HEAD_LOW: usize = 1024;
 
 /// Declared properties of a queue; fixed at declaration.
 #[derive(Debug, Clone)]
@@ -95,10 +99,17 @@ struct QueueState {
     ready_bytes: u64,
     /// Bytes of ready bodies held in RAM (the rest are paged out to disk).
     ram_bytes: u64,
-    /// Ready messages whose body is paged out.
+    /// Ready messages in the RAM head whose body is in the message log only (read back when
+    /// taken); messages in the paged tails are counted by the ready list.
     paged: u64,
     /// RAM allowed for ready bodies before new ones are paged out (u64::MAX: never).
     budget: u64,
+    /// `budget + 1` while no message is paged, 0 while a paged tail exists: the one
+    /// comparison `push_ready` makes (`ram_bytes + len >= limit`) sends every message to the
+    /// cold path once a tail exists, so it goes behind that tail.
+    limit: u64,
+    /// Messages lost because their body or spill record could not be read back.
+    page_in_failed: u64,
     pager: Option<Arc<paging::Pager>>,
     next_seq: u64,
     unacked: u64,
@@ -131,6 +142,8 @@ impl QueueState {
             ram_bytes: 0,
             paged: 0,
             budget: u64::MAX,
+            limit: u64::MAX,
+            page_in_failed: 0,
             pager: None,
             next_seq: 0,
             unacked: 0,
@@ -159,6 +172,8 @@ pub struct QueueCounts {
     pub ram_bytes: u64,
     /// Ready messages whose body is paged out to disk.
     pub paged: u64,
+    /// Messages lost because they could not be read back from disk (since the queue started).
+    pub page_in_failed: u64,
 }
 
 /// What happened to a consumer's removal; the caller deletes an auto-delete queue when told.
@@ -216,6 +231,7 @@ impl Queue {
     pub fn with_paging(mut self, pager: Arc<paging::Pager>, budget: u64) -> Self {
         let st = self.state.get_mut();
         st.budget = paging::budget(&self.options.arguments, budget);
+        st.limit = st.budget.saturating_add(1);
         st.pager = Some(pager);
         self
     }
@@ -256,10 +272,12 @@ impl Queue {
                 .map(|d| d.checked_sub(age).unwrap_or(now));
             let mut message = r.message;
             // Own copies: the recovered parts are slices of whole segment buffers read at
-            // start, which would otherwise stay in memory as long as any of them does.
-            let resident =
-                st.pager.is_none() || st.ram_bytes + message.body.len() as u64 <= st.budget;
-            paging::own_parts(&mut message, resident);
+            // start, which would otherwise stay in memory as long as any of them does. A
+            // message that goes to a paged tail keeps nothing of them (its record holds the
+            // log location, not the body).
+            if !st.goes_to_tail(&message) {
+                paging::own_parts(&mut message, true);
+            }
             st.push_ready(QueuedMessage {
                 expires_at,
                 seq,
@@ -295,7 +313,8 @@ impl Queue {
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes,
             ram_bytes: st.ram_bytes,
-            paged: st.paged,
+            paged: st.paged + st.ready.tail_count(),
+            page_in_failed: st.page_in_failed,
         }
     }
 
@@ -532,15 +551,21 @@ impl Queue {
 
     /// Empties the ready list for good (purge, deletion): settled on disk, pages released.
     fn drop_all_ready(&self, st: &mut QueueState) {
+        if st.ready.tail_count() > 0 {
+            // Read through for the persist ids to settle; a tail that cannot be read leaves
+            // its persistent messages unsettled (they come back at restart).
+            let lost = st
+                .ready
+                .drain_tails(st.read_ahead(), |qm| self.settle_persisted(qm.persist_id));
+            st.page_in_failed += lost.messages;
+        }
         for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
-            if let Some(p) = &st.pager {
-                p.discard(&qm);
-            }
         }
         st.ready_bytes = 0;
         st.ram_bytes = 0;
         st.paged = 0;
+        st.limit = st.budget.saturating_add(1);
     }
 
     fn mark_delivered(&self, persist_id: u64) {
@@ -570,12 +595,46 @@ impl Queue {
 }
 
 impl QueueState {
-    /// Appends at the tail; past the memory budget the body goes to disk (lazy paging).
+    /// Appends at the tail; past the memory budget (or behind a paged tail) the whole message
+    /// goes to its lane's paged tail (lazy paging).
     #[inline]
-    fn push_ready(&mut self, mut qm: QueuedMessage) {
-        let len = qm.message.body.len() as u64;
+    fn push_ready(&mut self, qm: QueuedMessage) {
+        let len = qm.body_len();
         self.ready_bytes += len;
-        if self.ram_bytes + len > self.budget && self.page_out(&mut qm) {
+        if self.ram_bytes + len >= self.limit {
+            self.push_cold(qm, len);
+        } else {
+            self.ram_bytes += len;
+            self.ready.push_back(qm);
+        }
+    }
+
+    /// Whether a message appended now would go to a paged tail.
+    fn goes_to_tail(&self, m: &Message) -> bool {
+        self.pager.is_some()
+            && (self.ram_bytes + m.body.len() as u64 > self.budget
+                || self.ready.lane_has_tail(self.ready.lane_of(m)))
+    }
+
+    #[cold]
+    fn push_cold(&mut self, qm: QueuedMessage, len: u64) {
+        if self.goes_to_tail(&qm.message) {
+            let lane = self.ready.lane_of(&qm.message);
+            let Some(pager) = self.pager.clone() else {
+                return;
+            };
+            match self.ready.spill_back(lane, &qm, pager.dir()) {
+                Ok(()) => {
+                    self.limit = 0;
+                    return;
+                }
+                Err(e) => {
+                    // Kept in RAM; behind an existing tail it is then delivered out of order.
+                    tracing::warn!(error = %e, "spill file write failed; message kept in memory");
+                }
+            }
+        }
+        if qm.paged.is_some() {
             self.paged += 1;
         } else {
             self.ram_bytes += len;
@@ -583,15 +642,52 @@ impl QueueState {
         self.ready.push_back(qm);
     }
 
+    /// Bytes read from a paged tail at once: a quarter of the budget, within 16..256 KiB.
+    fn read_ahead(&self) -> usize {
+        (self.budget / 4).clamp(16 * 1024, 256 * 1024) as usize
+    }
+
+    /// Refills the head of the lane served next from its paged tail when that head runs low
+    /// (empty, or under [`HEAD_LOW`] messages with RAM under half the budget).
     #[cold]
-    fn page_out(&mut self, qm: &mut QueuedMessage) -> bool {
-        self.pager.as_ref().is_some_and(|p| p.page_out(qm))
+    fn refill(&mut self) {
+        loop {
+            let Some(lane) = self.ready.next_lane() else {
+                return;
+            };
+            if !self.ready.lane_has_tail(lane) {
+                return;
+            }
+            let head = self.ready.lane_head_len(lane);
+            if head >= HEAD_LOW || (head > 0 && self.ram_bytes >= self.budget / 2) {
+                return;
+            }
+            let r = self.ready.refill(lane, self.read_ahead());
+            self.ram_bytes += r.resident_bytes;
+            self.paged += r.in_log;
+            if self.ready.tail_count() == 0 {
+                self.limit = self.budget.saturating_add(1);
+            }
+            let Some((e, lost)) = r.lost else {
+                return;
+            };
+            // Persistent messages among them stay unsettled in the log: back at restart.
+            tracing::error!(error = %e, lost = lost.messages, "could not read a paged tail back; its messages are dropped");
+            self.page_in_failed += lost.messages;
+            self.ready_bytes -= lost.bytes;
+            if head > 0 || r.resident + r.in_log > 0 {
+                return;
+            }
+        }
     }
 
     /// Takes the head, reading its body back from disk when it was paged out.
     #[inline]
     fn pop_ready(&mut self) -> Option<QueuedMessage> {
         loop {
+            if self.ready.tail_count() > 0 {
+                self.refill();
+            }
             let mut qm = self.ready.pop_front()?;
             self.ready_bytes -= qm.body_len();
             if qm.paged.is_none() {
@@ -611,8 +707,10 @@ impl QueueState {
         match p.page_in(qm) {
             Ok(()) => true,
             Err(e) => {
-                // Lost from this run only: a persistent message is still in the log.
+                // Not settled: a persistent message is still in the log and comes back at
+                // restart; counted in the queue's `page_in_failed`.
                 tracing::error!(error = %e, "could not read a paged-out message back; dropped");
+                self.page_in_failed += 1;
                 false
             }
         }
@@ -620,7 +718,14 @@ impl QueueState {
 
     /// Takes expired messages off the head, to be dead-lettered after the lock is released.
     fn expire_head(&mut self) {
-        while let Some(t) = self.ready.front().and_then(|m| m.expires_at) {
+        loop {
+            // A paged message's expiry is checked once it reaches the head.
+            if self.ready.tail_count() > 0 {
+                self.refill();
+            }
+            let Some(t) = self.ready.front().and_then(|m| m.expires_at) else {
+                break;
+            };
             if t > Instant::now() {
                 break;
             }
