@@ -391,6 +391,18 @@ impl ReadyList {
         }
     }
 
+    /// Test hook: truncates every paged tail's file to `len` bytes.
+    #[cfg(test)]
+    pub(crate) fn truncate_tails_for_test(&mut self, dir: &std::path::Path, len: u64) {
+        let tails: Vec<&mut Option<Box<Spill>>> = match &mut self.heads {
+            Heads::Fifo(_, t) => vec![t],
+            Heads::Priority(l) => l.tails.iter_mut().collect(),
+        };
+        for t in tails.into_iter().flatten() {
+            t.file_for_test(dir).set_len(len).expect("truncate");
+        }
+    }
+
     /// When the oldest ready message in RAM was enqueued (any priority).
     pub fn oldest_enqueued(&self) -> Option<std::time::Instant> {
         match &self.heads {

@@ -349,7 +349,7 @@ impl Spill {
 
     /// Test hook: the file behind the tail (flushed first), to damage it.
     #[cfg(test)]
-    fn file_for_test(&mut self, dir: &Path) -> &File {
+    pub(crate) fn file_for_test(&mut self, dir: &Path) -> &File {
         self.flush(dir).expect("flush");
         self.file.as_ref().expect("file")
     }
