@@ -448,7 +448,7 @@ mod tests {
             redelivered: seq % 2 == 1,
             enqueued_at: now,
             persist_id: 0,
-            expires_at: (seq % 3 == 0).then(|| now + Duration::from_secs(5)),
+            expires_at: seq.is_multiple_of(3).then(|| now + Duration::from_secs(5)),
             body_at: BodyAt::Nowhere,
             paged: None,
         }
