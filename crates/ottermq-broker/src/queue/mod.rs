@@ -887,4 +887,57 @@ mod tests {
         assert_eq!(c.page_in_failed, n - 10);
         assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
     }
+
+    /// A persistent message whose spill record cannot be read back is dropped from the queue
+    /// but not settled in the message log: it comes back at the next start.
+    #[test]
+    fn failed_page_in_leaves_persistent_messages_in_the_log() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut issues = Vec::new();
+        let v = crate::store::open_vhost(&dir, "/", 64 << 20, &mut issues).expect("open");
+        let log = v.store.log.clone();
+        let pager = Arc::new(paging::Pager::new(v.store.dir.clone(), Some(log.clone())));
+        let opts = QueueOptions {
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let q = Arc::new(
+            Queue::new(ShortStr::from("q"), "/".into(), opts, None)
+                .with_log(Some(log.clone()))
+                .with_paging(pager, 10 * 200),
+        );
+        let props = ottermq_protocol::BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .to_raw();
+        let n = 500u64;
+        for i in 0..n {
+            let mut m = message(i);
+            m.properties = props.clone();
+            q.publish(m, Instant::now());
+        }
+        assert_eq!(q.counts().paged, n - 10);
+        q.state
+            .lock()
+            .ready
+            .truncate_tails_for_test(&v.store.dir, 0);
+        let mut got = 0;
+        while q.get(true).is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 10);
+        assert_eq!(q.counts().page_in_failed, n - 10);
+        log.close();
+        let r = crate::store::recovery::replay(&v.store.dir.join("msgs"), false).expect("replay");
+        assert_eq!(
+            r.messages.len() as u64,
+            n - 10,
+            "the lost ones are still unsettled"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
