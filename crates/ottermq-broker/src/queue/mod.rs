@@ -940,4 +940,54 @@ mod tests {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// Paged messages' TTL is checked when they reach the head: once all are past their
+    /// deadline nothing is delivered and the counts go to zero, tail included; drop-head with
+    /// `x-max-length` takes from the head while the rest is paged.
+    #[test]
+    fn ttl_and_max_length_reach_the_paged_tail() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-ttl-{}", std::process::id()));
+        let mut args = FieldTable::new();
+        args.insert("x-message-ttl", ottermq_protocol::FieldValue::I32(1));
+        let opts = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: args,
+        };
+        let pager = Arc::new(paging::Pager::new(dir.clone(), None));
+        let q = Arc::new(
+            Queue::new(ShortStr::from("q"), "/".into(), opts, None).with_paging(pager, 10 * 200),
+        );
+        for i in 0..3000 {
+            q.publish(message(i), Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(q.get(true).is_none(), "every message expired");
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+        assert_eq!(q.stats.expired.get(), 3000);
+
+        let mut args = FieldTable::new();
+        args.insert("x-max-length", ottermq_protocol::FieldValue::I32(100));
+        let opts = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: args,
+        };
+        let pager = Arc::new(paging::Pager::new(dir, None));
+        let q = Arc::new(
+            Queue::new(ShortStr::from("m"), "/".into(), opts, None).with_paging(pager, 10 * 200),
+        );
+        for i in 0..3000 {
+            q.publish(message(i), Instant::now());
+        }
+        assert_eq!(q.counts().ready, 100);
+        for i in 2900..3000u64 {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes());
+        }
+        assert!(q.get(true).is_none());
+    }
 }
