@@ -589,7 +589,12 @@ impl Queue {
 
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        // A head emptied by basic.get is refilled only by the next read; do it now so the
+        // oldest paged message is seen.
+        if st.ready.tail_count() > 0 {
+            st.refill();
+        }
         st.ready.oldest_enqueued().map(|t| t.elapsed())
     }
 }
