@@ -49,9 +49,10 @@ pub struct QueuedMessage {
     pub persist_id: u64,
     /// When its TTL runs out (queue `x-message-ttl` or its own `expiration`); None for most.
     pub expires_at: Option<Instant>,
-    /// Where a copy of its body is on disk (lazy paging, `queue::paging`).
+    /// Where a copy of its body is on disk (the message log; lazy paging reads it back there).
     pub body_at: BodyAt,
-    /// Some(body length) while the body is on disk only (`body` is then empty).
+    /// Some(body length) while the body is in the message log only (`body` is then empty): a
+    /// persistent message read back from a paged tail, until it is taken off the head.
     pub paged: Option<u32>,
     /// Times a quorum queue had it back from a consumer (nack or reject with requeue, channel
     /// closed): sent as `x-delivery-count`, checked against `x-delivery-limit`. Always 0 in
@@ -79,6 +80,4 @@ pub enum BodyAt {
     /// In its publish record in the vhost's message log: segment, offset of the body in the
     /// file, and the log ticket after which the record is on disk.
     Log { seg: u32, offset: u64, ticket: u64 },
-    /// In the vhost's transient page file.
-    Page { offset: u64 },
 }

@@ -14,6 +14,7 @@ pub mod limits;
 pub mod paging;
 pub mod priority;
 pub mod queue_type;
+pub mod spill;
 pub mod timer;
 pub mod ttl;
 
@@ -27,6 +28,9 @@ use priority::ReadyList;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
+
+/// A paged lane's head is refilled from its tail below this many messages (or when empty).
+const HEAD_LOW: usize = 1024;
 
 /// Declared properties of a queue; fixed at declaration.
 #[derive(Debug, Clone)]
@@ -99,10 +103,17 @@ struct QueueState {
     ready_bytes: u64,
     /// Bytes of ready bodies held in RAM (the rest are paged out to disk).
     ram_bytes: u64,
-    /// Ready messages whose body is paged out.
+    /// Ready messages in the RAM head whose body is in the message log only (read back when
+    /// taken); messages in the paged tails are counted by the ready list.
     paged: u64,
     /// RAM allowed for ready bodies before new ones are paged out (u64::MAX: never).
     budget: u64,
+    /// `budget + 1` while no message is paged, 0 while a paged tail exists: the one
+    /// comparison `push_ready` makes (`ram_bytes + len >= limit`) sends every message to the
+    /// cold path once a tail exists, so it goes behind that tail.
+    limit: u64,
+    /// Messages lost because their body or spill record could not be read back.
+    page_in_failed: u64,
     pager: Option<Arc<paging::Pager>>,
     next_seq: u64,
     unacked: u64,
@@ -135,6 +146,8 @@ impl QueueState {
             ram_bytes: 0,
             paged: 0,
             budget: u64::MAX,
+            limit: u64::MAX,
+            page_in_failed: 0,
             pager: None,
             next_seq: 0,
             unacked: 0,
@@ -163,6 +176,8 @@ pub struct QueueCounts {
     pub ram_bytes: u64,
     /// Ready messages whose body is paged out to disk.
     pub paged: u64,
+    /// Messages lost because they could not be read back from disk (since the queue started).
+    pub page_in_failed: u64,
 }
 
 /// What happened to a consumer's removal; the caller deletes an auto-delete queue when told.
@@ -224,6 +239,7 @@ impl Queue {
     pub fn with_paging(mut self, pager: Arc<paging::Pager>, budget: u64) -> Self {
         let st = self.state.get_mut();
         st.budget = paging::budget(&self.options.arguments, budget);
+        st.limit = st.budget.saturating_add(1);
         st.pager = Some(pager);
         self
     }
@@ -264,10 +280,12 @@ impl Queue {
                 .map(|d| d.checked_sub(age).unwrap_or(now));
             let mut message = r.message;
             // Own copies: the recovered parts are slices of whole segment buffers read at
-            // start, which would otherwise stay in memory as long as any of them does.
-            let resident =
-                st.pager.is_none() || st.ram_bytes + message.body.len() as u64 <= st.budget;
-            paging::own_parts(&mut message, resident);
+            // start, which would otherwise stay in memory as long as any of them does. A
+            // message that goes to a paged tail keeps nothing of them (its record holds the
+            // log location, not the body).
+            if !st.goes_to_tail(&message) {
+                paging::own_parts(&mut message, true);
+            }
             st.push_ready(QueuedMessage {
                 expires_at,
                 seq,
@@ -304,7 +322,8 @@ impl Queue {
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes,
             ram_bytes: st.ram_bytes,
-            paged: st.paged,
+            paged: st.paged + st.ready.tail_count(),
+            page_in_failed: st.page_in_failed,
         }
     }
 
@@ -558,15 +577,21 @@ impl Queue {
 
     /// Empties the ready list for good (purge, deletion): settled on disk, pages released.
     fn drop_all_ready(&self, st: &mut QueueState) {
+        if st.ready.tail_count() > 0 {
+            // Read through for the persist ids to settle; a tail that cannot be read leaves
+            // its persistent messages unsettled (they come back at restart).
+            let lost = st
+                .ready
+                .drain_tails(st.read_ahead(), |qm| self.settle_persisted(qm.persist_id));
+            st.page_in_failed += lost.messages;
+        }
         for qm in st.ready.take_all() {
             self.settle_persisted(qm.persist_id);
-            if let Some(p) = &st.pager {
-                p.discard(&qm);
-            }
         }
         st.ready_bytes = 0;
         st.ram_bytes = 0;
         st.paged = 0;
+        st.limit = st.budget.saturating_add(1);
     }
 
     fn mark_delivered(&self, persist_id: u64) {
@@ -590,18 +615,57 @@ impl Queue {
 
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        // A head emptied by basic.get is refilled only by the next read; do it now so the
+        // oldest paged message is seen.
+        if st.ready.tail_count() > 0 {
+            st.refill();
+        }
         st.ready.oldest_enqueued().map(|t| t.elapsed())
     }
 }
 
 impl QueueState {
-    /// Appends at the tail; past the memory budget the body goes to disk (lazy paging).
+    /// Appends at the tail; past the memory budget (or behind a paged tail) the whole message
+    /// goes to its lane's paged tail (lazy paging).
     #[inline]
-    fn push_ready(&mut self, mut qm: QueuedMessage) {
-        let len = qm.message.body.len() as u64;
+    fn push_ready(&mut self, qm: QueuedMessage) {
+        let len = qm.body_len();
         self.ready_bytes += len;
-        if self.ram_bytes + len > self.budget && self.page_out(&mut qm) {
+        if self.ram_bytes + len >= self.limit {
+            self.push_cold(qm, len);
+        } else {
+            self.ram_bytes += len;
+            self.ready.push_back(qm);
+        }
+    }
+
+    /// Whether a message appended now would go to a paged tail.
+    fn goes_to_tail(&self, m: &Message) -> bool {
+        self.pager.is_some()
+            && (self.ram_bytes + m.body.len() as u64 > self.budget
+                || self.ready.lane_has_tail(self.ready.lane_of(m)))
+    }
+
+    #[cold]
+    fn push_cold(&mut self, qm: QueuedMessage, len: u64) {
+        if self.goes_to_tail(&qm.message) {
+            let lane = self.ready.lane_of(&qm.message);
+            let Some(pager) = self.pager.clone() else {
+                return;
+            };
+            match self.ready.spill_back(lane, &qm, pager.dir()) {
+                Ok(()) => {
+                    self.limit = 0;
+                    return;
+                }
+                Err(e) => {
+                    // Kept in RAM; behind an existing tail it is then delivered out of order.
+                    tracing::warn!(error = %e, "spill file write failed; message kept in memory");
+                }
+            }
+        }
+        if qm.paged.is_some() {
             self.paged += 1;
         } else {
             self.ram_bytes += len;
@@ -609,15 +673,52 @@ impl QueueState {
         self.ready.push_back(qm);
     }
 
+    /// Bytes read from a paged tail at once: a quarter of the budget, within 16..256 KiB.
+    fn read_ahead(&self) -> usize {
+        (self.budget / 4).clamp(16 * 1024, 256 * 1024) as usize
+    }
+
+    /// Refills the head of the lane served next from its paged tail when that head runs low
+    /// (empty, or under [`HEAD_LOW`] messages with RAM under half the budget).
     #[cold]
-    fn page_out(&mut self, qm: &mut QueuedMessage) -> bool {
-        self.pager.as_ref().is_some_and(|p| p.page_out(qm))
+    fn refill(&mut self) {
+        loop {
+            let Some(lane) = self.ready.next_lane() else {
+                return;
+            };
+            if !self.ready.lane_has_tail(lane) {
+                return;
+            }
+            let head = self.ready.lane_head_len(lane);
+            if head >= HEAD_LOW || (head > 0 && self.ram_bytes >= self.budget / 2) {
+                return;
+            }
+            let r = self.ready.refill(lane, self.read_ahead());
+            self.ram_bytes += r.resident_bytes;
+            self.paged += r.in_log;
+            if self.ready.tail_count() == 0 {
+                self.limit = self.budget.saturating_add(1);
+            }
+            let Some((e, lost)) = r.lost else {
+                return;
+            };
+            // Persistent messages among them stay unsettled in the log: back at restart.
+            tracing::error!(error = %e, lost = lost.messages, "could not read a paged tail back; its messages are dropped");
+            self.page_in_failed += lost.messages;
+            self.ready_bytes -= lost.bytes;
+            if head > 0 || r.resident + r.in_log > 0 {
+                return;
+            }
+        }
     }
 
     /// Takes the head, reading its body back from disk when it was paged out.
     #[inline]
     fn pop_ready(&mut self) -> Option<QueuedMessage> {
         loop {
+            if self.ready.tail_count() > 0 {
+                self.refill();
+            }
             let mut qm = self.ready.pop_front()?;
             self.ready_bytes -= qm.body_len();
             if qm.paged.is_none() {
@@ -637,8 +738,10 @@ impl QueueState {
         match p.page_in(qm) {
             Ok(()) => true,
             Err(e) => {
-                // Lost from this run only: a persistent message is still in the log.
+                // Not settled: a persistent message is still in the log and comes back at
+                // restart; counted in the queue's `page_in_failed`.
                 tracing::error!(error = %e, "could not read a paged-out message back; dropped");
+                self.page_in_failed += 1;
                 false
             }
         }
@@ -646,7 +749,14 @@ impl QueueState {
 
     /// Takes expired messages off the head, to be dead-lettered after the lock is released.
     fn expire_head(&mut self) {
-        while let Some(t) = self.ready.front().and_then(|m| m.expires_at) {
+        loop {
+            // A paged message's expiry is checked once it reaches the head.
+            if self.ready.tail_count() > 0 {
+                self.refill();
+            }
+            let Some(t) = self.ready.front().and_then(|m| m.expires_at) else {
+                break;
+            };
             if t > Instant::now() {
                 break;
             }
@@ -727,5 +837,188 @@ impl QueueState {
         self.last_consumer_conn = consumer.channel.conn_id;
         self.cursor = (idx + 1) % n;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use ottermq_protocol::RawProperties;
+
+    fn queue(budget: u64, dir: &std::path::Path) -> Arc<Queue> {
+        let opts = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let pager = Arc::new(paging::Pager::new(dir.to_path_buf(), None));
+        Arc::new(Queue::new(ShortStr::from("q"), "/".into(), opts, None).with_paging(pager, budget))
+    }
+
+    fn message(i: u64) -> Message {
+        let mut body = vec![7u8; 200];
+        body[..8].copy_from_slice(&i.to_le_bytes());
+        Message {
+            exchange: ShortStr::from(""),
+            routing_key: ShortStr::from("q"),
+            properties: RawProperties::empty(),
+            body: Bytes::from(body),
+            received_at: Instant::now(),
+            trace: None,
+        }
+    }
+
+    /// Past the budget messages go to the paged tail, counted there; they come back in order.
+    #[test]
+    fn paged_tail_counts_and_order() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-page-{}", std::process::id()));
+        let q = queue(10 * 200, &dir);
+        let n = 3000u64;
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        let c = q.counts();
+        assert_eq!(c.ready, n);
+        assert_eq!(c.ready_bytes, n * 200);
+        assert_eq!(c.ram_bytes, 10 * 200);
+        assert_eq!(c.paged, n - 10);
+        for i in 0..n {
+            let (m, left) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes(), "message {i}");
+            assert_eq!(u64::from(left), n - i - 1);
+            let c = q.counts();
+            assert!(c.ram_bytes <= c.ready_bytes, "{c:?}");
+        }
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+        // Empty again: the next message stays in RAM.
+        q.publish(message(0), Instant::now());
+        assert_eq!(q.counts().paged, 0);
+    }
+
+    /// A spill file cut short: the messages that cannot be read back are dropped and counted
+    /// in `page_in_failed`, and the counts stay consistent.
+    #[test]
+    fn failed_page_in_is_counted() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-fail-{}", std::process::id()));
+        let q = queue(10 * 200, &dir);
+        let n = 2000u64;
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        q.state.lock().ready.truncate_tails_for_test(&dir, 0);
+        let mut got = 0;
+        while q.get(true).is_some() {
+            got += 1;
+        }
+        let c = q.counts();
+        assert_eq!(got, 10, "only the RAM head comes back");
+        assert_eq!(c.page_in_failed, n - 10);
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+    }
+
+    /// A persistent message whose spill record cannot be read back is dropped from the queue
+    /// but not settled in the message log: it comes back at the next start.
+    #[test]
+    fn failed_page_in_leaves_persistent_messages_in_the_log() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut issues = Vec::new();
+        let v = crate::store::open_vhost(&dir, "/", 64 << 20, &mut issues).expect("open");
+        let log = v.store.log.clone();
+        let pager = Arc::new(paging::Pager::new(v.store.dir.clone(), Some(log.clone())));
+        let opts = QueueOptions {
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: FieldTable::new(),
+        };
+        let q = Arc::new(
+            Queue::new(ShortStr::from("q"), "/".into(), opts, None)
+                .with_log(Some(log.clone()))
+                .with_paging(pager, 10 * 200),
+        );
+        let props = ottermq_protocol::BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .to_raw();
+        let n = 500u64;
+        for i in 0..n {
+            let mut m = message(i);
+            m.properties = props.clone();
+            q.publish(m, Instant::now());
+        }
+        assert_eq!(q.counts().paged, n - 10);
+        q.state
+            .lock()
+            .ready
+            .truncate_tails_for_test(&v.store.dir, 0);
+        let mut got = 0;
+        while q.get(true).is_some() {
+            got += 1;
+        }
+        assert_eq!(got, 10);
+        assert_eq!(q.counts().page_in_failed, n - 10);
+        log.close();
+        let r = crate::store::recovery::replay(&v.store.dir.join("msgs"), false).expect("replay");
+        assert_eq!(
+            r.messages.len() as u64,
+            n - 10,
+            "the lost ones are still unsettled"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Paged messages' TTL is checked when they reach the head: once all are past their
+    /// deadline nothing is delivered and the counts go to zero, tail included; drop-head with
+    /// `x-max-length` takes from the head while the rest is paged.
+    #[test]
+    fn ttl_and_max_length_reach_the_paged_tail() {
+        let dir = std::env::temp_dir().join(format!("ottermq-q-ttl-{}", std::process::id()));
+        let mut args = FieldTable::new();
+        args.insert("x-message-ttl", ottermq_protocol::FieldValue::I32(1));
+        let opts = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: args,
+        };
+        let pager = Arc::new(paging::Pager::new(dir.clone(), None));
+        let q = Arc::new(
+            Queue::new(ShortStr::from("q"), "/".into(), opts, None).with_paging(pager, 10 * 200),
+        );
+        for i in 0..3000 {
+            q.publish(message(i), Instant::now());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(q.get(true).is_none(), "every message expired");
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+        assert_eq!(q.stats.expired.get(), 3000);
+
+        let mut args = FieldTable::new();
+        args.insert("x-max-length", ottermq_protocol::FieldValue::I32(100));
+        let opts = QueueOptions {
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            arguments: args,
+        };
+        let pager = Arc::new(paging::Pager::new(dir, None));
+        let q = Arc::new(
+            Queue::new(ShortStr::from("m"), "/".into(), opts, None).with_paging(pager, 10 * 200),
+        );
+        for i in 0..3000 {
+            q.publish(message(i), Instant::now());
+        }
+        assert_eq!(q.counts().ready, 100);
+        for i in 2900..3000u64 {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes());
+        }
+        assert!(q.get(true).is_none());
     }
 }

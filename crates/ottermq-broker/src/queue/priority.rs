@@ -6,8 +6,9 @@
 //! not allocate) and a bitmap of the non-empty levels, so taking the head is a few word scans,
 //! not a walk over 256 deques, and no message costs an allocation of its own.
 
+use super::spill::{Batch, Spill};
 use crate::error::{AmqpError, AmqpResult};
-use crate::message::QueuedMessage;
+use crate::message::{Message, QueuedMessage};
 use ottermq_protocol::FieldTable;
 use std::collections::VecDeque;
 
@@ -42,10 +43,13 @@ pub fn max_priority(args: &FieldTable, queue: &str, vhost: &str) -> AmqpResult<O
 /// Priority levels of a priority queue, highest served first, FIFO within one level.
 #[derive(Debug)]
 pub struct Levels {
-    /// Index = priority (0..=max).
+    /// Index = priority (0..=max): the in-RAM heads.
     levels: Vec<VecDeque<QueuedMessage>>,
-    /// Bit p set when `levels[p]` is not empty.
+    /// The paged tail of each level (lazy paging), created when first needed.
+    tails: Vec<Option<Box<Spill>>>,
+    /// Bit p set when level p holds a message (in its head or its tail).
     nonempty: [u64; 4],
+    /// Messages in the heads.
     len: usize,
     max: u8,
 }
@@ -54,6 +58,7 @@ impl Levels {
     fn new(max: u8) -> Self {
         Levels {
             levels: (0..=max as usize).map(|_| VecDeque::new()).collect(),
+            tails: (0..=max as usize).map(|_| None).collect(),
             nonempty: [0; 4],
             len: 0,
             max,
@@ -61,8 +66,8 @@ impl Levels {
     }
 
     /// The message's priority property, clamped to the queue's maximum (absent = 0).
-    fn level_of(&self, qm: &QueuedMessage) -> usize {
-        qm.message.properties.priority().unwrap_or(0).min(self.max) as usize
+    fn level_of(&self, m: &Message) -> usize {
+        m.properties.priority().unwrap_or(0).min(self.max) as usize
     }
 
     fn mark(&mut self, p: usize) {
@@ -70,7 +75,7 @@ impl Levels {
     }
 
     fn unmark_if_empty(&mut self, p: usize) {
-        if self.levels[p].is_empty() {
+        if self.levels[p].is_empty() && self.tails[p].as_ref().is_none_or(|t| t.is_empty()) {
             self.nonempty[p / 64] &= !(1 << (p % 64));
         }
     }
@@ -84,17 +89,43 @@ impl Levels {
     }
 }
 
-/// The messages a queue holds ready for delivery, in delivery order.
 #[derive(Debug)]
-pub enum ReadyList {
-    Fifo(VecDeque<QueuedMessage>),
+enum Heads {
+    Fifo(VecDeque<QueuedMessage>, Option<Box<Spill>>),
     Priority(Box<Levels>),
+}
+
+/// The messages a queue holds ready for delivery, in delivery order: in-RAM heads, and behind
+/// them (lazy paging) paged tails, one per FIFO ("lane": the queue, or one priority level).
+#[derive(Debug)]
+pub struct ReadyList {
+    heads: Heads,
+    /// Messages in all paged tails, and their body bytes.
+    tail_count: u64,
+    tail_bytes: u64,
 }
 
 impl Default for ReadyList {
     fn default() -> Self {
-        ReadyList::Fifo(VecDeque::new())
+        ReadyList {
+            heads: Heads::Fifo(VecDeque::new(), None),
+            tail_count: 0,
+            tail_bytes: 0,
+        }
     }
+}
+
+/// What a refill moved from a paged tail into its head, and what it lost.
+#[derive(Debug, Default)]
+pub struct Refill {
+    /// Messages moved whose body is now in RAM, and those bytes.
+    pub resident: u64,
+    pub resident_bytes: u64,
+    /// Messages moved whose body stays in the message log until they are taken.
+    pub in_log: u64,
+    pub in_log_bytes: u64,
+    /// The tail could not be read: the messages and body bytes dropped with it.
+    pub lost: Option<(std::io::Error, Batch)>,
 }
 
 impl ReadyList {
@@ -103,28 +134,156 @@ impl ReadyList {
         match max {
             // One level is a FIFO: the plain list does the same work for less.
             None | Some(0) => ReadyList::default(),
-            Some(m) => ReadyList::Priority(Box::new(Levels::new(m))),
+            Some(m) => ReadyList {
+                heads: Heads::Priority(Box::new(Levels::new(m))),
+                ..Default::default()
+            },
         }
     }
 
+    /// Every ready message, paged or not.
+    #[inline]
     pub fn len(&self) -> usize {
-        match self {
-            ReadyList::Fifo(d) => d.len(),
-            ReadyList::Priority(l) => l.len,
-        }
+        self.head_len() + self.tail_count as usize
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Appends a newly published (or recovered) message.
+    /// Messages in the in-RAM heads.
+    #[inline]
+    pub fn head_len(&self) -> usize {
+        match &self.heads {
+            Heads::Fifo(d, _) => d.len(),
+            Heads::Priority(l) => l.len,
+        }
+    }
+
+    /// Messages in the paged tails.
+    #[inline]
+    pub fn tail_count(&self) -> u64 {
+        self.tail_count
+    }
+
+    /// Body bytes of the messages in the paged tails.
+    pub fn tail_bytes(&self) -> u64 {
+        self.tail_bytes
+    }
+
+    /// The lane (0, or the priority level) a message belongs to.
+    #[inline]
+    pub fn lane_of(&self, m: &Message) -> usize {
+        match &self.heads {
+            Heads::Fifo(..) => 0,
+            Heads::Priority(l) => l.level_of(m),
+        }
+    }
+
+    fn tail_mut(&mut self, lane: usize) -> &mut Option<Box<Spill>> {
+        match &mut self.heads {
+            Heads::Fifo(_, t) => t,
+            Heads::Priority(l) => &mut l.tails[lane],
+        }
+    }
+
+    /// Whether `lane` has a paged tail (a message for it must go behind that tail).
+    pub fn lane_has_tail(&self, lane: usize) -> bool {
+        let t = match &self.heads {
+            Heads::Fifo(_, t) => t,
+            Heads::Priority(l) => &l.tails[lane],
+        };
+        t.as_ref().is_some_and(|t| !t.is_empty())
+    }
+
+    /// Messages in `lane`'s head.
+    pub fn lane_head_len(&self, lane: usize) -> usize {
+        match &self.heads {
+            Heads::Fifo(d, _) => d.len(),
+            Heads::Priority(l) => l.levels[lane].len(),
+        }
+    }
+
+    /// The lane the next message comes from (highest non-empty priority).
+    pub fn next_lane(&self) -> Option<usize> {
+        match &self.heads {
+            Heads::Fifo(..) => (!self.is_empty()).then_some(0),
+            Heads::Priority(l) => l.top(),
+        }
+    }
+
+    /// Appends `qm` to `lane`'s paged tail (spill files go in `dir`).
+    pub fn spill_back(
+        &mut self,
+        lane: usize,
+        qm: &QueuedMessage,
+        dir: &std::path::Path,
+    ) -> std::io::Result<()> {
+        let t = self.tail_mut(lane).get_or_insert_with(Default::default);
+        t.push(qm, dir)?;
+        self.tail_count += 1;
+        self.tail_bytes += qm.body_len();
+        if let Heads::Priority(l) = &mut self.heads {
+            l.mark(lane);
+        }
+        Ok(())
+    }
+
+    /// Moves about `read_ahead` bytes of `lane`'s oldest paged messages to the back of its
+    /// head. A tail that cannot be read is dropped whole (reported in `lost`).
+    pub fn refill(&mut self, lane: usize, read_ahead: usize) -> Refill {
+        let mut out = Refill::default();
+        let (head, tail) = match &mut self.heads {
+            Heads::Fifo(d, t) => (d, t),
+            Heads::Priority(l) => {
+                let Levels { levels, tails, .. } = &mut **l;
+                (&mut levels[lane], &mut tails[lane])
+            }
+        };
+        let Some(t) = tail.as_mut() else {
+            return out;
+        };
+        let r = t.pop_batch(read_ahead, |qm| {
+            if qm.paged.is_some() {
+                out.in_log += 1;
+                out.in_log_bytes += qm.body_len();
+            } else {
+                out.resident += 1;
+                out.resident_bytes += qm.body_len();
+            }
+            head.push_back(qm);
+        });
+        let moved = out.resident + out.in_log;
+        let moved_bytes = out.resident_bytes + out.in_log_bytes;
+        if let Err(e) = r {
+            let lost = Batch {
+                messages: t.len(),
+                bytes: t.body_bytes(),
+            };
+            t.reset();
+            out.lost = Some((e, lost));
+        }
+        if t.is_empty() {
+            // Fully read (or lost): the file is closed, and so freed, with it.
+            *tail = None;
+        }
+        let lost = out.lost.as_ref().map_or(Batch::default(), |l| l.1);
+        self.tail_count -= moved + lost.messages;
+        self.tail_bytes -= moved_bytes + lost.bytes;
+        if let Heads::Priority(l) = &mut self.heads {
+            l.len += moved as usize;
+            l.unmark_if_empty(lane);
+        }
+        out
+    }
+
+    /// Appends a newly published (or recovered) message to the RAM head of its lane.
     #[inline]
     pub fn push_back(&mut self, qm: QueuedMessage) {
-        match self {
-            ReadyList::Fifo(d) => d.push_back(qm),
-            ReadyList::Priority(l) => {
-                let p = l.level_of(&qm);
+        match &mut self.heads {
+            Heads::Fifo(d, _) => d.push_back(qm),
+            Heads::Priority(l) => {
+                let p = l.level_of(&qm.message);
                 l.levels[p].push_back(qm);
                 l.mark(p);
                 l.len += 1;
@@ -135,10 +294,10 @@ impl ReadyList {
     /// Puts back the message just taken by `pop_front` (no consumer could take it).
     #[inline]
     pub fn push_front(&mut self, qm: QueuedMessage) {
-        match self {
-            ReadyList::Fifo(d) => d.push_front(qm),
-            ReadyList::Priority(l) => {
-                let p = l.level_of(&qm);
+        match &mut self.heads {
+            Heads::Fifo(d, _) => d.push_front(qm),
+            Heads::Priority(l) => {
+                let p = l.level_of(&qm.message);
                 l.levels[p].push_front(qm);
                 l.mark(p);
                 l.len += 1;
@@ -146,17 +305,18 @@ impl ReadyList {
         }
     }
 
-    /// The next message to deliver: the oldest of the highest priority present.
+    /// The next message to deliver: the oldest of the highest priority present. None when
+    /// that lane's head is empty (its tail must be refilled first).
     #[inline]
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
-        match self {
-            ReadyList::Fifo(d) => d.pop_front(),
-            ReadyList::Priority(l) => {
+        match &mut self.heads {
+            Heads::Fifo(d, _) => d.pop_front(),
+            Heads::Priority(l) => {
                 let p = l.top()?;
-                let qm = l.levels[p].pop_front();
+                let qm = l.levels[p].pop_front()?;
                 l.unmark_if_empty(p);
                 l.len -= 1;
-                qm
+                Some(qm)
             }
         }
     }
@@ -165,19 +325,19 @@ impl ReadyList {
     /// priority queue that is the head of the highest level present.
     #[inline]
     pub fn front(&self) -> Option<&QueuedMessage> {
-        match self {
-            ReadyList::Fifo(d) => d.front(),
-            ReadyList::Priority(l) => l.levels[l.top()?].front(),
+        match &self.heads {
+            Heads::Fifo(d, _) => d.front(),
+            Heads::Priority(l) => l.levels[l.top()?].front(),
         }
     }
 
     /// Puts a requeued message back at its original position (by publish order) within its
-    /// priority level.
+    /// priority level. Its seq is below every paged message's, so it belongs in the head.
     pub fn insert_requeued(&mut self, qm: QueuedMessage) {
-        let d = match self {
-            ReadyList::Fifo(d) => d,
-            ReadyList::Priority(l) => {
-                let p = l.level_of(&qm);
+        let d = match &mut self.heads {
+            Heads::Fifo(d, _) => d,
+            Heads::Priority(l) => {
+                let p = l.level_of(&qm.message);
                 l.mark(p);
                 l.len += 1;
                 &mut l.levels[p]
@@ -187,27 +347,67 @@ impl ReadyList {
         d.insert(pos, qm);
     }
 
-    /// Removes every message, highest priority first.
+    /// Reads every paged tail through (purge, deletion), handing each message to `f`; the
+    /// tails are gone afterwards. Returns what could not be read.
+    pub fn drain_tails(&mut self, read_ahead: usize, mut f: impl FnMut(QueuedMessage)) -> Batch {
+        let mut lost = Batch::default();
+        let tails: Vec<&mut Option<Box<Spill>>> = match &mut self.heads {
+            Heads::Fifo(_, t) => vec![t],
+            Heads::Priority(l) => l.tails.iter_mut().collect(),
+        };
+        for slot in tails {
+            if let Some(t) = slot.as_mut() {
+                while !t.is_empty() {
+                    if let Err(e) = t.pop_batch(read_ahead, &mut f) {
+                        tracing::error!(error = %e, "could not read a paged tail back");
+                        lost.messages += t.len();
+                        lost.bytes += t.body_bytes();
+                        break;
+                    }
+                }
+            }
+            *slot = None;
+        }
+        self.tail_count = 0;
+        self.tail_bytes = 0;
+        lost
+    }
+
+    /// Removes every message of the heads, highest priority first (tails: `drain_tails`).
     pub fn take_all(&mut self) -> Vec<QueuedMessage> {
-        match self {
-            ReadyList::Fifo(d) => d.drain(..).collect(),
-            ReadyList::Priority(l) => {
+        match &mut self.heads {
+            Heads::Fifo(d, _) => d.drain(..).collect(),
+            Heads::Priority(l) => {
                 let mut out = Vec::with_capacity(l.len);
                 for d in l.levels.iter_mut().rev() {
                     out.extend(d.drain(..));
                 }
-                l.nonempty = [0; 4];
                 l.len = 0;
+                for p in 0..=l.max as usize {
+                    l.unmark_if_empty(p);
+                }
                 out
             }
         }
     }
 
-    /// When the oldest ready message was enqueued (any priority).
+    /// Test hook: truncates every paged tail's file to `len` bytes.
+    #[cfg(test)]
+    pub(crate) fn truncate_tails_for_test(&mut self, dir: &std::path::Path, len: u64) {
+        let tails: Vec<&mut Option<Box<Spill>>> = match &mut self.heads {
+            Heads::Fifo(_, t) => vec![t],
+            Heads::Priority(l) => l.tails.iter_mut().collect(),
+        };
+        for t in tails.into_iter().flatten() {
+            t.file_for_test(dir).set_len(len).expect("truncate");
+        }
+    }
+
+    /// When the oldest ready message in RAM was enqueued (any priority).
     pub fn oldest_enqueued(&self) -> Option<std::time::Instant> {
-        match self {
-            ReadyList::Fifo(d) => d.front().map(|m| m.enqueued_at),
-            ReadyList::Priority(l) => l
+        match &self.heads {
+            Heads::Fifo(d, _) => d.front().map(|m| m.enqueued_at),
+            Heads::Priority(l) => l
                 .levels
                 .iter()
                 .filter_map(|d| d.front().map(|m| m.enqueued_at))

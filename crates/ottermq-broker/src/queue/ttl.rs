@@ -89,6 +89,9 @@ impl super::QueueState {
         if !queue.may_expire.load(Ordering::Relaxed) {
             return;
         }
+        if self.ready.tail_count() > 0 {
+            self.refill();
+        }
         let Some(at) = self.ready.front().and_then(|m| m.expires_at) else {
             return;
         };

@@ -82,6 +82,8 @@ pub fn queue_json(q: &Queue, store: &SeriesStore) -> Value {
         "message_bytes_ram": c.ram_bytes,
         "messages_paged_out": c.paged,
         "message_bytes_paged_out": c.ready_bytes - c.ram_bytes.min(c.ready_bytes),
+        // Messages dropped because they could not be read back from disk (lazy paging).
+        "messages_page_in_failed": c.page_in_failed,
         "consumers": c.consumers,
         "oldest_message_age_seconds": q.oldest_ready_age().map(|d| d.as_secs_f64()),
     })

@@ -145,7 +145,7 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
     }
     let mut time_in_queue = side.hists.time_in_queue.clone();
     let (mut ready, mut unacked, mut ready_bytes, mut consumers, mut oldest) = (0, 0, 0, 0, 0f64);
-    let (mut ram_bytes, mut paged) = (0, 0);
+    let (mut ram_bytes, mut paged, mut page_in_failed) = (0, 0, 0);
     for q in &queues {
         time_in_queue.merge(&q.time_in_queue);
         ready += q.counts.ready;
@@ -153,6 +153,7 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
         ready_bytes += q.counts.ready_bytes;
         ram_bytes += q.counts.ram_bytes;
         paged += q.counts.paged;
+        page_in_failed += q.counts.page_in_failed;
         consumers += u64::from(q.counts.consumers);
         oldest = oldest.max(q.oldest_age);
     }
@@ -316,7 +317,7 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
     for p in AuthProtocol::ALL {
         e.int(name, &[("protocol", p.label())], b.auth_failed(p).get());
     }
-    let gauges: [(&str, &str, u64); 11] = [
+    let gauges: [(&str, &str, u64); 12] = [
         (
             "ottermq_messages_ready",
             "Messages ready for delivery, over all queues.",
@@ -341,6 +342,11 @@ pub fn render(broker: &Broker, format: Format, limit: usize) -> String {
             "ottermq_messages_paged_out",
             "Ready messages whose body is paged out to disk, over all queues.",
             paged,
+        ),
+        (
+            "ottermq_messages_page_in_failed",
+            "Messages dropped because they could not be read back from disk, over all live queues.",
+            page_in_failed,
         ),
         (
             "ottermq_connections",
