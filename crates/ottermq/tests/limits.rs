@@ -408,17 +408,28 @@ async fn channel_above_channel_max_is_a_channel_error_504() {
 
 /// GET /api/overview with basic auth; returns the status and the body.
 async fn api_overview(base: &str, user: &str, pass: &str) -> (u16, String) {
-    let r = within(
-        "GET /api/overview",
-        reqwest::Client::new()
-            .get(format!("{base}/api/overview"))
-            .basic_auth(user, Some(pass))
-            .send(),
-    )
+    use base64::Engine;
+    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    api_overview_raw(base, "127.0.0.1", format!("Basic {creds}").as_bytes()).await
+}
+
+/// A broker allowing 4 failed logins per address (within `window`, when given) with an
+/// administrator `ops` / `secret`, for the login-limit tests.
+async fn start_with_ops(
+    window: Option<std::time::Duration>,
+) -> Option<(Logs, ottermq::RunningServer, String)> {
+    start(|s| {
+        s.broker.auth_failures_per_minute = 4;
+        if let Some(w) = window {
+            s.broker.auth_failure_window = w;
+        }
+        s.broker.users.push(UserConfig {
+            name: "ops".into(),
+            password: "secret".into(),
+            tags: vec!["administrator".into()],
+        });
+    })
     .await
-    .expect("request");
-    let status = r.status().as_u16();
-    (status, r.text().await.expect("body"))
 }
 
 /// `ottermq_auth_attempts_failed_total{protocol="..."}` from the unauthenticated `/metrics`.
@@ -440,16 +451,7 @@ async fn auth_failures_metric(base: &str, protocol: &str) -> u64 {
 
 #[tokio::test]
 async fn http_basic_auth_failures_share_the_per_address_limit_and_metric() {
-    let Some((logs, server, addr)) = start(|s| {
-        s.broker.auth_failures_per_minute = 4;
-        s.broker.users.push(UserConfig {
-            name: "ops".into(),
-            password: "secret".into(),
-            tags: vec!["administrator".into()],
-        });
-    })
-    .await
-    else {
+    let Some((logs, server, addr)) = start_with_ops(None).await else {
         return;
     };
     let base = format!("http://{}", server.http_addr.expect("http listener"));
@@ -526,17 +528,7 @@ async fn api_overview_raw(base: &str, from: &str, auth: &[u8]) -> (u16, String) 
 async fn malformed_authorization_headers_count_as_failed_logins() {
     use base64::Engine;
     let window = std::time::Duration::from_secs(4);
-    let Some((logs, server, addr)) = start(|s| {
-        s.broker.auth_failures_per_minute = 4;
-        s.broker.auth_failure_window = window;
-        s.broker.users.push(UserConfig {
-            name: "ops".into(),
-            password: "secret".into(),
-            tags: vec!["administrator".into()],
-        });
-    })
-    .await
-    else {
+    let Some((logs, server, addr)) = start_with_ops(Some(window)).await else {
         return;
     };
     let base = format!("http://{}", server.http_addr.expect("http listener"));
