@@ -612,3 +612,44 @@ async fn malformed_authorization_headers_count_as_failed_logins() {
     witness_round_trip(&w, "malformed-auth-witness").await;
     server.shutdown().await;
 }
+
+/// A SASL response that cannot be read (PLAIN without its NULs, AMQPLAIN that is not a table)
+/// is a 502, as RabbitMQ answers it, and still counts against the address's failed logins.
+#[tokio::test]
+async fn malformed_sasl_responses_count_as_failed_logins() {
+    use ottermq_protocol::*;
+    let Some((logs, server, addr)) = start_with_ops(None).await else {
+        return;
+    };
+    let base = format!("http://{}", server.http_addr.expect("http listener"));
+    let w = witness(&addr).await;
+    let sock: std::net::SocketAddr = addr.parse().expect("address");
+    let garbage: [(&str, &[u8]); 4] = [
+        ("PLAIN", b"opssecret"),
+        ("PLAIN", b"\0ops"),
+        ("AMQPLAIN", b"\x05LOGIN"),
+        ("AMQPLAIN", b"\xff\xff\xff\xff"),
+    ];
+    for (mechanism, response) in garbage {
+        let mut r = Raw::start_ok(sock, mechanism, response).await;
+        match r.method().await {
+            Some((0, Method::ConnectionClose(c))) => assert_eq!(c.reply_code, 502, "{c:?}"),
+            other => panic!("{mechanism} {response:?}: expected close 502, got {other:?}"),
+        }
+    }
+    // The limit (4) is used up: the right password is refused from this address.
+    match connect(&format!("amqp://ops:secret@{addr}/%2f")).await {
+        Ok(_) => panic!("login admitted after four unreadable responses"),
+        Err(e) => assert_eq!(reply_code(&e), Some(403), "{e:?}"),
+    }
+    // 4 unreadable + 1 throttled.
+    assert_eq!(auth_failures_metric(&base, "amqp091").await, 5);
+    logs.line_with(&[
+        "login refused",
+        "protocol=\"amqp091\"",
+        "malformed credentials",
+    ])
+    .await;
+    witness_round_trip(&w, "malformed-sasl-witness").await;
+    server.shutdown().await;
+}

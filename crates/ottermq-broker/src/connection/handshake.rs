@@ -101,7 +101,9 @@ pub(super) async fn run(broker: &Arc<Broker>, r: &mut Reader) -> Option<ConnCtx>
         }
         None => {
             // A response that does not parse is a protocol error (502), as RabbitMQ's PLAIN
-            // and AMQPLAIN mechanisms report it, not a refused login.
+            // and AMQPLAIN mechanisms report it, not a refused login. It still counts against
+            // the address's failed-login limit, or garbage would be a free way to guess.
+            broker.refuse_malformed(peer.ip(), AuthProtocol::Amqp);
             let e = AmqpError::syntax_error(format!("{} response invalid", start_ok.mechanism))
                 .on(10, 11);
             return refuse(r, e).await;

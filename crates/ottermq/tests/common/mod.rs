@@ -220,23 +220,31 @@ impl Raw {
         }
     }
 
-    /// Full handshake as guest on vhost `/` with PLAIN and the given heartbeat.
-    pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
+    /// Connects, sends the protocol header, reads connection.start and answers start-ok with
+    /// `mechanism` and the raw SASL `response`.
+    pub async fn start_ok(addr: SocketAddr, mechanism: &str, response: &[u8]) -> Raw {
         use ottermq_protocol::*;
         let mut r = Raw::connect(addr).await;
         r.send_bytes(PROTOCOL_HEADER).await;
         let (_, m) = r.method().await.expect("start");
-        assert!(matches!(m, Method::ConnectionStart(_)));
+        assert!(matches!(m, Method::ConnectionStart(_)), "got {m:?}");
         r.send(
             0,
             &Method::ConnectionStartOk(ConnectionStartOk {
                 client_properties: FieldTable::new(),
-                mechanism: "PLAIN".into(),
-                response: LongStr::from("\0guest\0guest"),
+                mechanism: mechanism.into(),
+                response: LongStr::from(response.to_vec()),
                 locale: "en_US".into(),
             }),
         )
         .await;
+        r
+    }
+
+    /// Full handshake as guest on vhost `/` with PLAIN and the given heartbeat.
+    pub async fn handshake(addr: SocketAddr, heartbeat: u16) -> Raw {
+        use ottermq_protocol::*;
+        let mut r = Raw::start_ok(addr, "PLAIN", b"\0guest\0guest").await;
         let (_, m) = r.method().await.expect("tune");
         let Method::ConnectionTune(t) = m else {
             panic!("expected tune, got {m:?}")
