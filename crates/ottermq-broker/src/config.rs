@@ -27,6 +27,10 @@ pub struct BrokerConfig {
     pub max_message_size: u64,
     /// A client that has not finished the handshake by then is dropped.
     pub handshake_timeout: Duration,
+    /// Time a management HTTP/1 connection has to send a whole request head, and the longest
+    /// a kept-alive one may sit idle waiting for its next request: a client that trickles its
+    /// headers or says nothing is closed (slowloris), as the AMQP handshake timeout does.
+    pub http_header_timeout: Duration,
     /// Bytes buffered for one connection's socket above which its deliveries pause.
     pub outbound_high_water: usize,
     /// Sample interval and retention of the metrics core's time series.
@@ -75,6 +79,7 @@ impl Default for BrokerConfig {
             heartbeat: 60,
             max_message_size: 128 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
+            http_header_timeout: Duration::from_secs(30),
             outbound_high_water: crate::connection::outbound::DEFAULT_HIGH_WATER,
             metrics: ottermq_metrics::TierConfig::default(),
             max_connections: 0,

@@ -5,19 +5,21 @@
 //!   connections, channels, consumers.
 //! - `ui.rs`: the management UI's static files (from `ui/`), for every other path.
 //! - `health.rs`, `auth.rs`, `error.rs` (JSON errors), `state.rs` (what handlers share).
+//! - `serve.rs`: the accept loops, with the request-header timeout `axum::serve` lacks.
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod health;
 pub mod prometheus;
+mod serve;
 pub mod state;
 pub mod ui;
 
 use axum::routing::{get, post};
 use axum::Router;
+pub use serve::{serve, serve_tls};
 use state::AppState;
-use std::net::SocketAddr;
 
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
@@ -119,77 +121,4 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .fallback(ui::serve)
         .with_state(state)
-}
-
-/// Serves the router over HTTPS on a bound listener until `shutdown` resolves. Each
-/// connection's TLS handshake runs on its own task (bounded by the broker's handshake timeout,
-/// logged when it expires), then hyper serves
-/// HTTP/1.1 or HTTP/2 on it; the peer address reaches handlers as `ConnectInfo`, as on the
-/// plain listener, so loopback-only users work the same.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    tls: tokio_rustls::TlsAcceptor,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    // The broker's handshake timeout (`handshake_timeout_secs`), as on the amqps listener:
-    // a client that sends nothing or stalls inside its ClientHello is dropped when it expires.
-    let timeout = state.broker.config.handshake_timeout;
-    let app = router(state);
-    tokio::pin!(shutdown);
-    loop {
-        let (sock, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "management accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let tls = tls.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(timeout, tls.accept(sock)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::info!(%peer, listener = "management", error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(%peer, listener = "management", ?timeout, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let svc = tower::ServiceExt::map_request(
-                app,
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    req
-                },
-            );
-            let svc = hyper_util::service::TowerToHyperService::new(svc);
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-/// Serves the router on a bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

@@ -62,6 +62,9 @@ pub struct FileConfig {
     pub channel_max: Option<u16>,
     pub max_message_size: Option<u64>,
     pub handshake_timeout_secs: Option<u64>,
+    /// Time a management HTTP/1 client has to send a request head, and the longest a
+    /// kept-alive connection may wait idle for its next request (default 30 s).
+    pub http_header_timeout_secs: Option<u64>,
     /// Queued message bytes above which publishers are blocked (connection.blocked); unset: off.
     pub vm_memory_high_watermark_bytes: Option<u64>,
     /// Size at which a message log segment is closed (default 64 MiB).
@@ -222,6 +225,9 @@ impl Settings {
         }
         if let Some(v) = file.handshake_timeout_secs {
             b.handshake_timeout = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = file.http_header_timeout_secs {
+            b.http_header_timeout = std::time::Duration::from_secs(v);
         }
         if let Some(v) = file.max_connections {
             b.max_connections = v;

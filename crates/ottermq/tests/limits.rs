@@ -653,3 +653,70 @@ async fn malformed_sasl_responses_count_as_failed_logins() {
     witness_round_trip(&w, "malformed-sasl-witness").await;
     server.shutdown().await;
 }
+
+/// Management clients that trickle a request head, say nothing, or idle on a kept-alive
+/// connection are closed after `http_header_timeout` (slowloris), logged, while a
+/// well-behaved HTTP client and an AMQP client are served throughout.
+#[tokio::test]
+async fn slow_http_clients_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((logs, server, addr)) =
+        start(|s| s.broker.http_header_timeout = std::time::Duration::from_secs(1)).await
+    else {
+        return;
+    };
+    let http = server.http_addr.expect("http listener");
+    let base = format!("http://{http}");
+    let w = witness(&addr).await;
+    let silent = Raw::connect(http).await;
+    let mut idle = Raw::connect(http).await;
+    idle.send_bytes(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut first = [0u8; 12];
+    within("response", idle.sock.read_exact(&mut first))
+        .await
+        .expect("a response on the kept-alive connection");
+    assert_eq!(&first, b"HTTP/1.1 200");
+    // One header byte every 200 ms: it never completes, yet the connection keeps moving.
+    let mut slow = tokio::net::TcpStream::connect(http).await.expect("connect");
+    let (mut rd, mut wr) = slow.split();
+    let trickle = async {
+        wr.write_all(b"GET /live HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .expect("write");
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if wr.write_all(b"a").await.is_err() {
+                return true;
+            }
+        }
+        false
+    };
+    let eof = async {
+        let mut scratch = [0u8; 256];
+        loop {
+            match rd.read(&mut scratch).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => continue,
+            }
+        }
+    };
+    let dropped = tokio::select! {
+        d = trickle => d,
+        d = eof => d,
+    };
+    assert!(
+        dropped,
+        "a client trickling its headers for 20 s was not dropped"
+    );
+    // Meanwhile and after, a real client is served.
+    assert_eq!(http_get(&base, "/live").await.status(), 200);
+    for (what, mut r) in [("silent", silent), ("idle kept-alive", idle)] {
+        assert!(r.closed().await, "the {what} connection was not closed");
+    }
+    logs.line_with(&["HTTP request header timed out", "peer=127.0.0.1:"])
+        .await;
+    assert_eq!(http_get(&base, "/live").await.status(), 200);
+    witness_round_trip(&w, "slow-http-witness").await;
+    server.shutdown().await;
+}

@@ -191,8 +191,12 @@ async fn client_certificates_are_verified_when_required() {
     let _ = std::fs::remove_dir_all(&p.dir);
 }
 
-/// One HTTP/1.1 request over TLS with a rustls client trusting `ca_pem`; the status line.
-async fn https_status(addr: std::net::SocketAddr, ca_pem: &str, auth: Option<&str>) -> String {
+/// A TLS connection to `addr` (as `localhost`) with a rustls client trusting `ca_pem`, the
+/// handshake complete and nothing sent over it yet.
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     use rustls_pki_types::pem::PemObject;
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
@@ -211,9 +215,14 @@ async fn https_status(addr: std::net::SocketAddr, ca_pem: &str, auth: Option<&st
         .await
         .expect("tcp");
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let mut tls = within("tls", connector.connect(name, tcp))
+    within("tls", connector.connect(name, tcp))
         .await
-        .expect("tls handshake");
+        .expect("tls handshake")
+}
+
+/// One HTTP/1.1 request over TLS with a rustls client trusting `ca_pem`; the status line.
+async fn https_status(addr: std::net::SocketAddr, ca_pem: &str, auth: Option<&str>) -> String {
+    let mut tls = tls_connect(addr, ca_pem).await;
     let mut req =
         "GET /api/overview HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n".to_string();
     if let Some(a) = auth {
@@ -321,6 +330,49 @@ async fn stalled_tls_handshakes_are_dropped_after_the_handshake_timeout() {
     round_trip(&conn).await;
     let ok = https_status(https_addr, &p.ca.pem, Some("Z3Vlc3Q6Z3Vlc3Q=")).await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&p.dir);
+}
+
+/// A client that completes the TLS handshake on amqps and then sends no AMQP protocol header
+/// is dropped when the (shared) handshake timeout expires, as a silent plain client is, and
+/// one that sends the header but never answers connection.start is dropped too.
+#[tokio::test]
+async fn amqps_clients_silent_after_the_tls_handshake_are_dropped() {
+    if std::env::var("OTTERMQ_TEST_URL").is_ok() {
+        return;
+    }
+    let logs = logs::capture();
+    let p = pki("post-tls-stall", false);
+    let tls = p.tls.clone();
+    let server = ottermq::testing::start_test_broker_with(move |s| {
+        s.amqps_addr = Some("127.0.0.1:0".parse().expect("addr"));
+        s.tls = Some(tls);
+        s.broker.handshake_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.amqps_addr.expect("amqps listener");
+    let silent = tls_connect(addr, &p.ca.pem).await;
+    let mut header_only = tls_connect(addr, &p.ca.pem).await;
+    header_only
+        .write_all(ottermq_protocol::PROTOCOL_HEADER)
+        .await
+        .expect("header");
+    let conn = amqps(&server, Some(&p.ca.pem), None)
+        .await
+        .expect("amqps while others stall");
+    round_trip(&conn).await;
+    for (what, mut s) in [("silent", silent), ("header only", header_only)] {
+        let port = s.get_ref().0.local_addr().expect("local").port();
+        let mut out = Vec::new();
+        // connection.start (for the second) and then the end of the stream.
+        within(what, s.read_to_end(&mut out))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: the stream ended with an error: {e}"));
+        logs.line_with(&["handshake timed out", &format!("peer=127.0.0.1:{port}")])
+            .await;
+    }
+    round_trip(&conn).await;
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&p.dir);
 }
