@@ -1,7 +1,7 @@
 //! basic.*: qos, consume, cancel, get, ack / nack / reject, recover, returns; publisher
 //! confirms and transactions.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use lapin::message::Delivery;

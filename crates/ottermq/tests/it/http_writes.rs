@@ -4,7 +4,7 @@
 //! unknown vhost / object, 401 for non-administrators); and users / permissions surviving a
 //! restart.
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! `/metrics` end to end: exact counters and histograms after a known workload, both text
 //! formats, and bounded cardinality when there are more queues than the per-object limit.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use std::collections::{BTreeSet, HashMap};

@@ -1,7 +1,7 @@
 //! The same broker through a second Rust client, amqprs: publish with confirms, consume with
 //! manual acks, basic.get, and a channel exception reported to its callback.
 
-mod common;
+use crate::common;
 use amqprs::callbacks::{ChannelCallback, DefaultConnectionCallback};
 use amqprs::channel::{
     BasicAckArguments, BasicConsumeArguments, BasicGetArguments, BasicPublishArguments, Channel,

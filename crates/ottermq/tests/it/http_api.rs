@@ -1,7 +1,7 @@
 //! The management HTTP server over real HTTP: health endpoints, basic auth, RabbitMQ-shaped
 //! read endpoints and JSON errors.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::options::QueueDeclareOptions;
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! queues come back (with properties, headers, order and the redelivered flag); transient ones,
 //! acked ones and messages of transient queues do not.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};

@@ -2,7 +2,7 @@
 //! broker's certificate is refused, client-certificate verification (required, wrong CA,
 //! missing), and the management API over HTTPS.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use rcgen::{

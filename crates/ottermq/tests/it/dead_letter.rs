@@ -3,7 +3,7 @@
 //! `x-first-death-*`, cycle detection, TTL 0, reject-publish nacks, refused arguments, and that
 //! nothing dropped or expired comes back after a restart.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::*;

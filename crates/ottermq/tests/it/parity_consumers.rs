@@ -3,7 +3,7 @@
 //! queues locked to their connection and gone with it, auto-delete queues gone with their last
 //! consumer, auto-delete exchanges gone with their last binding).
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::message::Delivery;
 use lapin::options::*;

@@ -1,7 +1,7 @@
 //! Exchanges, queues and bindings: declare rules and reply codes, the four exchange types,
 //! exchange-to-exchange bindings and alternate exchanges.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};

@@ -4,7 +4,7 @@
 //! restart keep that order; the highest-priority consumer with credit gets the message,
 //! round-robin among equals.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::message::Delivery;
 use lapin::options::*;

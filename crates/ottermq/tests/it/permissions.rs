@@ -3,7 +3,7 @@
 //! without any permission refuses connection.open with 530 NOT_ALLOWED. Publishes are checked
 //! over a raw socket (lapin reports a channel closed by a publish racily).
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::options::*;
 use lapin::types::FieldTable;

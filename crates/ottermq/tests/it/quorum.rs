@@ -5,7 +5,7 @@
 //! delivery mode; and redeclare equivalence as 3.10 checks it. Each expectation was first
 //! checked against RabbitMQ 3.10 with pika (`scripts/probe_quorum.py`).
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::*;

@@ -2,7 +2,7 @@
 //! sees: purge, delete (if-unused / if-empty), publish through an exchange, get with each
 //! ackmode, paging of /api/queues, /api/whoami, the UI's static files, and JSON errors.
 
-mod common;
+use crate::common;
 use common::*;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@
 //! for the refusal (`common::logs`); a well-behaved connection opened first keeps working
 //! throughout.
 
-mod common;
+use crate::common;
 use common::*;
 use logs::Logs;
 use ottermq::config::Settings;

@@ -1,7 +1,7 @@
 //! Connection-level behaviour: handshake, authentication, negotiation, heartbeats, protocol
 //! header mismatch.
 
-mod common;
+use crate::common;
 use common::*;
 use ottermq_protocol::*;
 use std::time::{Duration, Instant};

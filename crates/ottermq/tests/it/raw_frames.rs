@@ -1,7 +1,7 @@
 //! Protocol abuse over a raw socket: each bad input gets RabbitMQ's reply code and closes only
 //! the offending connection, while a well-behaved lapin client keeps publishing and consuming.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::*;

@@ -4,7 +4,7 @@
 //! -> consumer, the attributes, the header the consumer gets, and that tracing off changes
 //! nothing.
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use lapin::options::*;

@@ -3,7 +3,7 @@
 //! queue stays short, and every message still arrives. Without flow control the whole burst
 //! lands in the queue at once.
 
-mod common;
+use crate::common;
 use bytes::BytesMut;
 use common::*;
 use futures_util::StreamExt;
