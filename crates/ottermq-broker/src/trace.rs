@@ -40,13 +40,39 @@ pub(crate) fn start_delivery(
     delivery_tag: u64,
     qm: &QueuedMessage,
 ) -> (DeliverySpan, Option<RawProperties>) {
-    let m = &qm.message;
-    let span = trace.start_delivery(&DeliveryInfo {
+    let at = Delivered {
         queue: queue.name.as_bytes(),
         consumer_tag,
         delivery_tag,
         redelivered: qm.redelivered,
         enqueued_at: qm.enqueued_at,
+    };
+    start_delivery_of(trace, channel, &at, &qm.message)
+}
+
+/// Where and how a traced message is delivered: a queue's, or direct reply-to's pseudo-queue.
+pub(crate) struct Delivered<'a> {
+    pub queue: &'a [u8],
+    pub consumer_tag: Option<&'a [u8]>,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+    pub enqueued_at: std::time::Instant,
+}
+
+/// [`start_delivery`] for a message that did not come out of a queue (direct reply-to: it goes
+/// straight from the replier's publish to the requester, so its queue wait is the routing).
+pub(crate) fn start_delivery_of(
+    trace: &MessageTrace,
+    channel: &ChannelShared,
+    at: &Delivered<'_>,
+    m: &Message,
+) -> (DeliverySpan, Option<RawProperties>) {
+    let span = trace.start_delivery(&DeliveryInfo {
+        queue: at.queue,
+        consumer_tag: at.consumer_tag,
+        delivery_tag: at.delivery_tag,
+        redelivered: at.redelivered,
+        enqueued_at: at.enqueued_at,
         exchange: m.exchange.as_bytes(),
         routing_key: m.routing_key.as_bytes(),
         properties: &m.properties,

@@ -148,9 +148,26 @@ impl Channel {
 
 impl ChannelShared {
     /// Sends a reply to this channel's reply consumer: a no-ack basic.deliver with the next
-    /// delivery tag (nothing to settle later).
+    /// delivery tag (nothing to settle later). A traced reply gets its queue-wait and deliver
+    /// spans (queue `amq.rabbitmq.reply-to`), settled as auto-acked, and the deliver span's
+    /// `traceparent`, as a queued message does.
     pub fn deliver_reply(&self, tag: &ShortStr, msg: &Message) {
         let sent = self.with_next_tag(|delivery_tag| {
+            let (span, traced) = match &msg.trace {
+                None => (None, None),
+                Some(t) => {
+                    let at = crate::trace::Delivered {
+                        queue: PSEUDO_QUEUE,
+                        consumer_tag: Some(tag.as_bytes()),
+                        delivery_tag,
+                        redelivered: false,
+                        enqueued_at: msg.received_at,
+                    };
+                    let (s, p) = crate::trace::start_delivery_of(t, self, &at, msg);
+                    (Some(s), p)
+                }
+            };
+            let props = traced.as_ref().unwrap_or(&msg.properties);
             self.out.write(|buf, frame_max| {
                 encode_basic_deliver(
                     buf,
@@ -161,8 +178,11 @@ impl ChannelShared {
                     msg.exchange.as_bytes(),
                     msg.routing_key.as_bytes(),
                 );
-                encode_content(buf, self.id, &msg.properties, &msg.body, frame_max);
-            })
+                encode_content(buf, self.id, props, &msg.body, frame_max);
+            });
+            if let Some(s) = span {
+                s.settle(ottermq_tracing::Settlement::AutoAck);
+            }
         });
         if sent.is_some() {
             self.stats.delivered_no_ack.inc();

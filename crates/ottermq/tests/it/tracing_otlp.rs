@@ -631,3 +631,107 @@ async fn dead_lettered_message_stays_in_its_trace() {
         "the dead-letter consumer continues the same trace"
     );
 }
+
+/// A traced direct reply-to reply gets the spans a queued message gets: publish, a queue wait
+/// and a deliver span on `amq.rabbitmq.reply-to` (auto-acked), and the requester's header
+/// names the deliver span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reply_to_replies_are_traced() {
+    let (rx, otlp) = start_receiver().await;
+    let server = traced_broker(otlp, true).await;
+    let (conn, ch) = confirming_channel(&server).await;
+    let requester = within("channel", conn.create_channel()).await.unwrap();
+    let mut replies = within(
+        "consume reply-to",
+        requester.basic_consume(
+            "amq.rabbitmq.reply-to".into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume reply-to");
+    let q = unique("trace-rpc");
+    declare(&ch, &q).await;
+    let req = within(
+        "request",
+        requester.basic_publish(
+            "".into(),
+            q.as_str().into(),
+            Default::default(),
+            b"ping",
+            BasicProperties::default().with_reply_to("amq.rabbitmq.reply-to".into()),
+        ),
+    )
+    .await
+    .expect("request");
+    drop(req);
+    let d = within("request delivery", async {
+        let mut c = ch
+            .basic_consume(
+                q.as_str().into(),
+                "".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        c.next().await.expect("stream ended").expect("delivery")
+    })
+    .await;
+    let reply_to = d.properties.reply_to().clone().expect("rewritten reply_to");
+    let t = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let replier = "20f067aa0ba902b9";
+    let props = BasicProperties::default().with_headers(headers_with(AMQPValue::LongString(
+        LongString::from(traceparent(t, replier, true)),
+    )));
+    publish(&ch, "", reply_to.as_str(), props).await;
+    let got = within("reply", replies.next())
+        .await
+        .expect("stream ended")
+        .expect("reply");
+    assert_eq!(got.data, b"hello");
+    let headers = got.properties.headers().clone().unwrap_or_default();
+
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let spans: Vec<Span> = rx
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.clone())
+        .filter(|s| hex(&s.trace_id) == t)
+        .collect();
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish amq.default")
+        .expect("publish span of the reply");
+    assert_eq!(hex(&publish.parent_span_id), replier);
+    assert_eq!(attr_int(publish, "ottermq.routed_queues"), 1);
+    let deliver = spans
+        .iter()
+        .find(|s| s.name == "deliver amq.rabbitmq.reply-to")
+        .expect("deliver span of the reply");
+    assert_eq!(deliver.parent_span_id, publish.span_id);
+    assert!(
+        deliver.events.iter().any(|e| e.name == "auto-ack"),
+        "{:?}",
+        deliver.events
+    );
+    assert!(spans
+        .iter()
+        .any(|s| s.name == "queue amq.rabbitmq.reply-to" && s.parent_span_id == publish.span_id));
+    assert_eq!(
+        header_str(&headers, "traceparent").as_deref(),
+        Some(traceparent(t, &hex(&deliver.span_id), true).as_str()),
+        "the requester continues the replier's trace"
+    );
+}
