@@ -475,10 +475,15 @@ fn recover_vhost(
                 offset: m.body_offset,
                 ticket: 0,
             },
+            returned: m.returned,
+            out: m.out,
         });
     }
     if let Some(q) = current {
         q.restore(batch.drain(..));
+    }
+    for q in v.queues() {
+        q.flush_dead();
     }
     Ok(v)
 }

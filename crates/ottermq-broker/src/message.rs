@@ -55,8 +55,8 @@ pub struct QueuedMessage {
     /// persistent message read back from a paged tail, until it is taken off the head.
     pub paged: Option<u32>,
     /// Times a quorum queue had it back from a consumer (nack or reject with requeue, channel
-    /// closed): sent as `x-delivery-count`, checked against `x-delivery-limit`. Always 0 in
-    /// classic queues.
+    /// closed, or out to a consumer when the broker stopped): sent as `x-delivery-count`,
+    /// checked against `x-delivery-limit`, kept in the message log. Always 0 in classic queues.
     pub delivery_count: u32,
 }
 

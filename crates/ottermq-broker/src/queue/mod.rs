@@ -77,6 +77,10 @@ pub struct Restored {
     pub enqueued_ms: Option<u64>,
     /// Where its body is in the log, so it can be paged out without a copy.
     pub body_at: crate::message::BodyAt,
+    /// The delivery count its last return record gave (quorum queues).
+    pub returned: u32,
+    /// It was out to a consumer when the broker stopped.
+    pub out: bool,
 }
 
 /// What became of a publish to one queue.
@@ -264,11 +268,24 @@ impl Queue {
     /// A TTL resumes where it stood: the deadline is the enqueue time kept in the log plus the
     /// TTL, so time spent while the broker was down counts; a message already past it is
     /// expired (and dead-lettered) by the first timer firing or read, before any delivery.
+    ///
+    /// A quorum queue keeps its delivery counts, as RabbitMQ's Raft log does; a message that
+    /// was out to a consumer when the broker stopped is returned now (RabbitMQ returns it when
+    /// the dead consumer's `DOWN` is applied after the restart): its count goes up by one and
+    /// the return is logged. One past `x-delivery-limit` is held for [`Self::flush_dead`].
     pub fn restore(self: &Arc<Self>, messages: impl IntoIterator<Item = Restored>) {
         let mut st = self.state.lock();
         let now = Instant::now();
         let wall = crate::store::log::wall_ms();
+        let quorum = self.kind == queue_type::QueueType::Quorum;
         for r in messages {
+            let mut delivery_count = 0;
+            if quorum {
+                delivery_count = r.returned;
+                if r.out {
+                    delivery_count = delivery_count.saturating_add(1);
+                }
+            }
             let seq = st.next_seq;
             st.next_seq += 1;
             // Records of older versions keep no enqueue time: their TTL starts again.
@@ -286,7 +303,7 @@ impl Queue {
             if !st.goes_to_tail(&message) {
                 paging::own_parts(&mut message, true);
             }
-            st.push_ready(QueuedMessage {
+            let qm = QueuedMessage {
                 expires_at,
                 seq,
                 message,
@@ -295,10 +312,34 @@ impl Queue {
                 persist_id: r.persist_id,
                 body_at: r.body_at,
                 paged: None,
-                delivery_count: 0,
-            });
+                delivery_count,
+            };
+            if quorum && r.out {
+                if self.past_delivery_limit(delivery_count) {
+                    st.dead.push((qm, dead_letter::Reason::DeliveryLimit));
+                    continue;
+                }
+                self.mark_returned(qm.persist_id, delivery_count);
+            }
+            st.push_ready(qm);
         }
         st.arm_head(self);
+    }
+
+    /// Dead-letters the messages [`Self::restore`] found past the delivery limit; called once
+    /// every queue of the vhost is restored, so their copies go behind the messages the
+    /// dead-letter target already held.
+    pub fn flush_dead(&self) {
+        let st = self.state.lock();
+        self.release(st);
+    }
+
+    /// A quorum queue's message with this delivery count is dead-lettered (RabbitMQ's
+    /// rabbit_fifo: a return past the limit, so limit 2 allows three deliveries).
+    fn past_delivery_limit(&self, count: u32) -> bool {
+        self.limits
+            .delivery_limit
+            .is_some_and(|l| i64::from(count) > l)
     }
 
     /// Records on disk that a persisted message left this queue for good.
@@ -441,14 +482,12 @@ impl Queue {
                 // RabbitMQ's rabbit_fifo counts every return and dead-letters a message
                 // returned more often than the limit (with limit 2: three deliveries).
                 qm.delivery_count = qm.delivery_count.saturating_add(1);
-                if self
-                    .limits
-                    .delivery_limit
-                    .is_some_and(|l| qm.delivery_count as i64 > l)
-                {
+                if self.past_delivery_limit(qm.delivery_count) {
                     st.dead.push((qm, dead_letter::Reason::DeliveryLimit));
                     continue;
                 }
+                // The count survives a restart (RabbitMQ keeps it in the Raft log).
+                self.mark_returned(qm.persist_id, qm.delivery_count);
             }
             self.stats.requeued.inc();
             qm.redelivered = true;
@@ -493,8 +532,8 @@ impl Queue {
         if qm.persist_id != 0 {
             if no_ack {
                 self.settle_persisted(qm.persist_id);
-            } else if !qm.redelivered {
-                self.mark_delivered(qm.persist_id);
+            } else {
+                self.mark_delivered(qm.persist_id, qm.redelivered, qm.delivery_count);
             }
         }
         self.note_delivery(&qm);
@@ -594,9 +633,25 @@ impl Queue {
         st.limit = st.budget.saturating_add(1);
     }
 
-    fn mark_delivered(&self, persist_id: u64) {
+    /// Logs a delivery of a persistent message taken with an ack pending: its first, and for
+    /// a quorum queue also one after a return, so recovery can tell the message was out.
+    fn mark_delivered(&self, persist_id: u64, redelivered: bool, delivery_count: u32) {
+        if redelivered && delivery_count == 0 {
+            return;
+        }
         if let Some(log) = &self.log {
-            log.mark_delivered(persist_id);
+            let quorum = self.kind == queue_type::QueueType::Quorum;
+            log.mark_delivered(persist_id, quorum);
+        }
+    }
+
+    /// Logs a quorum queue message's new delivery count when it goes back to the queue.
+    fn mark_returned(&self, persist_id: u64, count: u32) {
+        if persist_id == 0 {
+            return;
+        }
+        if let Some(log) = &self.log {
+            log.mark_returned(persist_id, count);
         }
     }
 
@@ -819,14 +874,14 @@ impl QueueState {
             qm.redelivered,
             now.saturating_duration_since(qm.enqueued_at),
         );
-        let persist_id = qm.persist_id;
+        let (persist_id, delivery_count) = (qm.persist_id, qm.delivery_count);
         // Fails only when the channel closed since `has_credit`; its close removes the consumer.
         consumer.channel.deliver(consumer, queue, qm, now)?;
         if persist_id != 0 {
             if consumer.no_ack {
                 queue.settle_persisted(persist_id);
-            } else if !redelivered {
-                queue.mark_delivered(persist_id);
+            } else {
+                queue.mark_delivered(persist_id, redelivered, delivery_count);
             }
         }
         queue.count_delivery(redelivered, waited);

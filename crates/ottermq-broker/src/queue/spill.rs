@@ -10,8 +10,8 @@
 //!
 //! Record (little endian): `u32 payload length`, `u32 CRC-32 of the payload`, payload =
 //! `u64 seq`, `u64 persist_id`, `i64 enqueue time` and `i64 expiry` (ns from the spill's base
-//! instant; expiry `i64::MIN` = none), `u8 flags` (1 redelivered, 2 body in the message log),
-//! `u8 len + exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then
+//! instant; expiry `i64::MIN` = none), `u8 flags` (1 redelivered, 2 body in the message log,
+//! 4 delivery count follows), with flag 4 `u32 delivery count`, `u8 len + exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then
 //! the body, or for a persistent message already in the log `u32 segment, u64 offset, u64
 //! ticket` (no second copy of the body).
 //!
@@ -36,6 +36,9 @@ const PUNCH_EVERY: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 8;
 const FLAG_REDELIVERED: u8 = 1;
 const FLAG_IN_LOG: u8 = 2;
+/// A quorum queue message with a delivery count recovered from the log (a requeued one goes
+/// back to the RAM head, but recovery may page a returned message).
+const FLAG_COUNTED: u8 = 4;
 
 /// The messages of one paged tail, oldest first.
 #[derive(Debug)]
@@ -116,7 +119,13 @@ impl Spill {
         if in_log {
             flags |= FLAG_IN_LOG;
         }
+        if qm.delivery_count > 0 {
+            flags |= FLAG_COUNTED;
+        }
         w.push(flags);
+        if qm.delivery_count > 0 {
+            w.extend_from_slice(&qm.delivery_count.to_le_bytes());
+        }
         w.push(m.exchange.len() as u8);
         w.extend_from_slice(m.exchange.as_bytes());
         w.push(m.routing_key.len() as u8);
@@ -300,6 +309,11 @@ impl Spill {
         let enq = r.u64()? as i64;
         let exp = r.u64()? as i64;
         let flags = r.u8()?;
+        let delivery_count = if flags & FLAG_COUNTED != 0 {
+            r.u32()?
+        } else {
+            0
+        };
         let n = r.u8()? as usize;
         let ex = r.take(n)?;
         let n = r.u8()? as usize;
@@ -344,9 +358,7 @@ impl Spill {
             expires_at: (exp != i64::MIN).then(|| instant_at(self.base, exp, now)),
             body_at,
             paged,
-            // Only messages never returned are spilled (a requeued one goes back to the RAM
-            // head), so a quorum queue's delivery count is always 0 here.
-            delivery_count: 0,
+            delivery_count,
         })
     }
 
@@ -454,7 +466,7 @@ mod tests {
             expires_at: seq.is_multiple_of(3).then(|| now + Duration::from_secs(5)),
             body_at: BodyAt::Nowhere,
             paged: None,
-            delivery_count: 0,
+            delivery_count: (seq % 4) as u32,
         }
     }
 
@@ -488,6 +500,7 @@ mod tests {
             assert_eq!(a.seq, b.seq);
             assert_eq!(a.message.body, b.message.body);
             assert_eq!(a.redelivered, b.redelivered);
+            assert_eq!(a.delivery_count, b.delivery_count);
             assert_eq!(a.expires_at, b.expires_at);
             assert_eq!(a.enqueued_at, b.enqueued_at);
             assert_eq!(a.message.routing_key, b.message.routing_key);

@@ -26,6 +26,9 @@ pub const REC_DELIVER: u8 = 3;
 /// A publish with its enqueue time (wall clock), so a TTL resumes after a restart. Type 1 is
 /// still read (written by older versions): its TTL starts again at recovery.
 pub const REC_PUBLISH_AT: u8 = 4;
+/// A quorum queue message went back to its queue (a requeue, or the implicit return at
+/// recovery of one that was out to a consumer), with its new delivery count.
+pub const REC_RETURN: u8 = 5;
 
 /// Milliseconds since the Unix epoch (the enqueue time a publish record keeps).
 pub fn wall_ms() -> u64 {
@@ -173,13 +176,33 @@ impl MessageLog {
         }
     }
 
-    /// Records the first delivery of a message, so it comes back `redelivered` after a restart.
-    pub fn mark_delivered(&self, id: u64) {
+    /// Records a delivery of a message: the first one, so it comes back `redelivered` after a
+    /// restart, and for a quorum queue every one after a return, so recovery knows it was out
+    /// to a consumer when the broker stopped. With `keep` the record's segment is kept as long
+    /// as the message's own (a quorum queue's delivery count must not be lost).
+    pub fn mark_delivered(&self, id: u64, keep: bool) {
         let mut p = self.pending.lock();
         p.write(|o| {
             o.push(REC_DELIVER);
             o.extend_from_slice(&id.to_le_bytes());
         });
+        if keep {
+            p.keep(id);
+        }
+        drop(p);
+        self.wake.notify_one();
+    }
+
+    /// Records that a quorum queue message went back to its queue with delivery count
+    /// `count`. The record's segment is kept while the message's own exists.
+    pub fn mark_returned(&self, id: u64, count: u32) {
+        let mut p = self.pending.lock();
+        p.write(|o| {
+            o.push(REC_RETURN);
+            o.extend_from_slice(&id.to_le_bytes());
+            o.extend_from_slice(&count.to_le_bytes());
+        });
+        p.keep(id);
         drop(p);
         self.wake.notify_one();
     }
@@ -254,15 +277,22 @@ impl Pending {
             s.live = s.live.saturating_sub(1);
             emptied = s.live == 0;
         }
-        if target != cur {
-            if let Some(s) = self.segs.get_mut(&cur) {
+        self.keep(id);
+        if emptied && target != cur {
+            self.sweep();
+        }
+    }
+
+    /// A record about a message of segment `segment_of(id)` was written: the current segment
+    /// may not go before that one.
+    pub(crate) fn keep(&mut self, id: u64) {
+        let target = segment_of(id);
+        if target != self.cur_seg {
+            if let Some(s) = self.segs.get_mut(&self.cur_seg) {
                 if !s.keeps.contains(&target) {
                     s.keeps.push(target);
                 }
             }
-        }
-        if emptied && target != cur {
-            self.sweep();
         }
     }
 

@@ -1,13 +1,17 @@
 //! Replaying a vhost's message segments at start.
 //!
 //! Segments are read oldest first. Publish records add a message, deliver records mark it as
-//! delivered once (it comes back `redelivered`), settle records remove it. What is left, in id
+//! delivered once (it comes back `redelivered`), settle records remove it. Return records
+//! (quorum queues) give a message's delivery count; a delivery after the last return means it
+//! was out to a consumer when the broker stopped. What is left, in id
 //! order, is each durable queue's content in publish order. Damage is reported, never fatal:
 //! a torn tail of the newest segment (the write a crash interrupted) is cut off with a warning;
 //! a record whose checksum fails in the middle of a file is skipped and reported with its file
 //! and offset; everything else still loads.
 
-use super::log::{segment_of, SegInfo, REC_DELIVER, REC_PUBLISH, REC_PUBLISH_AT, REC_SETTLE};
+use super::log::{
+    segment_of, SegInfo, REC_DELIVER, REC_PUBLISH, REC_PUBLISH_AT, REC_RETURN, REC_SETTLE,
+};
 use super::record::{self, Fields, Item, Malformed};
 use bytes::Bytes;
 use ottermq_protocol::{RawProperties, ShortStr};
@@ -54,6 +58,11 @@ pub struct RecoveredMessage {
     pub properties: RawProperties,
     pub body: Bytes,
     pub delivered: bool,
+    /// The delivery count of its last return record (quorum queues; 0 without one).
+    pub returned: u32,
+    /// A delivery record follows its last return (or it has no return and was delivered):
+    /// it was out to a consumer when the broker stopped.
+    pub out: bool,
     /// When it was enqueued (ms since the Unix epoch); None for a record of an older version.
     pub enqueued_ms: Option<u64>,
     /// Offset of the body in its segment file (lazy paging reads it back from there).
@@ -162,6 +171,14 @@ fn short(f: &mut Fields) -> Result<ShortStr, Malformed> {
     ShortStr::from_bytes(f.short()?).map_err(|_| Malformed)
 }
 
+/// A record in segment `seg` about message `id`: `seg` may not be deleted before `id`'s own.
+fn keep(info: &mut SegInfo, seg: u32, id: u64) {
+    let target = segment_of(id);
+    if target != seg && !info.keeps.contains(&target) {
+        info.keeps.push(target);
+    }
+}
+
 fn apply(
     live: &mut BTreeMap<u64, RecoveredMessage>,
     info: &mut SegInfo,
@@ -188,6 +205,8 @@ fn apply(
                 properties: RawProperties::new(f.long()?),
                 body: f.long()?,
                 delivered: false,
+                returned: 0,
+                out: false,
                 body_offset: 0,
             };
             // The body is the payload's last field.
@@ -201,15 +220,23 @@ fn apply(
             let id = f.u64()?;
             if let Some(m) = live.get_mut(&id) {
                 m.delivered = true;
+                m.out = true;
             }
+            keep(info, seg, id);
+        }
+        REC_RETURN => {
+            let id = f.u64()?;
+            let count = f.u32()?;
+            if let Some(m) = live.get_mut(&id) {
+                m.returned = count;
+                m.out = false;
+            }
+            keep(info, seg, id);
         }
         REC_SETTLE => {
             let id = f.u64()?;
             live.remove(&id);
-            let target = segment_of(id);
-            if target != seg && !info.keeps.contains(&target) {
-                info.keeps.push(target);
-            }
+            keep(info, seg, id);
         }
         _ => return Err(Malformed),
     }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+mod args_hash;
 mod body;
 pub mod definitions;
 mod json;

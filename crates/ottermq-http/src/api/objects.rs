@@ -11,7 +11,6 @@
 
 use super::body::parse_json;
 use super::exchange_lookup_name;
-use super::json::table_json;
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -292,10 +291,9 @@ fn quote_plus(s: &str) -> String {
     out
 }
 
-/// A binding's `properties_key`, as RabbitMQ builds it: `~` for the empty key without
-/// arguments, the quoted key, or the quoted key, `~` and a hash of the arguments. (RabbitMQ's
-/// hash is Erlang's `phash2`; ours is a different stable hash, so only keys without arguments
-/// are the same string on both.)
+/// A binding's `properties_key`, as RabbitMQ 3.10 builds it (`pack_binding_props`): `~` for
+/// the empty key without arguments, the quoted key, or the quoted key, `~` and the arguments'
+/// `phash2` in base64url (see [`super::args_hash`]).
 pub fn properties_key(routing_key: &str, args: &FieldTable) -> String {
     if args.is_empty() {
         if routing_key.is_empty() {
@@ -303,12 +301,11 @@ pub fn properties_key(routing_key: &str, args: &FieldTable) -> String {
         }
         return quote_plus(routing_key);
     }
-    use std::hash::{Hash, Hasher};
-    let text = table_json(args).to_string();
-    // SipHash with fixed keys: the same on every run and every node.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    format!("{}~{:x}", quote_plus(routing_key), h.finish())
+    format!(
+        "{}~{}",
+        quote_plus(routing_key),
+        super::args_hash::args_hash(args)
+    )
 }
 
 /// The decoded form of a properties key (what the router hands us from the path).

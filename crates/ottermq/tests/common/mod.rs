@@ -363,3 +363,36 @@ pub async fn get(ch: &lapin::Channel, q: &str) -> Option<lapin::message::BasicGe
     .await
     .expect("get")
 }
+
+/// Copies a data directory (of a running broker: after a confirmed publish, the copy is what
+/// a `kill -9` at that moment would leave).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Declares a durable fanout exchange.
+pub async fn durable_fanout(ch: &lapin::Channel, name: &str) {
+    within(
+        "exchange",
+        ch.exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Fanout,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("exchange");
+}

@@ -757,20 +757,7 @@ async fn restart_does_not_resurrect_expired_dropped_or_dead_lettered_messages() 
         let c = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
         let ch = channel(&c).await;
         declare_durable(&ch, dlq, FieldTable::default()).await;
-        within(
-            "exchange",
-            ch.exchange_declare(
-                dlx.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            ),
-        )
-        .await
-        .expect("exchange");
+        durable_fanout(&ch, dlx).await;
         within(
             "bind",
             ch.queue_bind(

@@ -246,19 +246,6 @@ async fn restart_keeps_exactly_the_durable_state() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read_dir") {
-        let e = e.expect("entry");
-        let target = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).expect("copy");
-        }
-    }
-}
-
 fn segments(data_dir: &std::path::Path) -> Vec<PathBuf> {
     let msgs = ottermq_broker::store::vhost_dir(data_dir, "/").join("msgs");
     let mut v: Vec<PathBuf> = std::fs::read_dir(msgs)

@@ -521,6 +521,37 @@ async fn queues_exchanges_and_bindings() {
     expect(&r3, 201);
     assert!(r3.location.clone().expect("Location").ends_with("/~"));
     expect(&api.delete("/api/bindings/%2F/e/hx/q/hq/~").await, 204);
+    // With arguments the key carries RabbitMQ's phash2 of them (value computed with erl:
+    // base64url(<<(erlang:phash2([{<<"x-match">>, longstr, <<"all">>}], 1 bsl 32)):32>>)).
+    let r4 = api
+        .post(
+            "/api/bindings/%2F/e/hx/q/hq",
+            json!({"arguments": {"x-match": "all"}}),
+        )
+        .await;
+    expect(&r4, 201);
+    assert_eq!(
+        r4.location.clone().expect("Location"),
+        "/api/bindings/%2F/e/hx/q/hq/~3ujGfg"
+    );
+    let listed = api.get("/api/bindings").await;
+    let keys: Vec<&serde_json::Value> = listed
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|b| b["source"] == "hx")
+        .map(|b| &b["properties_key"])
+        .collect();
+    assert_eq!(keys, vec!["~3ujGfg"]);
+    expect(
+        &api.delete("/api/bindings/%2F/e/hx/q/hq/~3ujGfg").await,
+        204,
+    );
+    expect_error(
+        &api.delete("/api/bindings/%2F/e/hx/q/hq/~3ujGfg").await,
+        404,
+    );
 
     // Exchange delete: 204, then 404; system exchanges refused; if-unused honoured.
     expect(

@@ -464,6 +464,134 @@ async fn quorum_queue_keeps_transient_messages_across_restart() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Takes the next message with an ack pending and checks its body and `x-delivery-count`
+/// (as basic.get-ok carries it).
+async fn expect_next(ch: &Channel, q: &str, body: &[u8], count: i64) -> u64 {
+    let m = get(ch, q).await.expect("a message");
+    assert_eq!(
+        (&m.delivery.data[..], delivery_count(&m.delivery.properties)),
+        (body, Some(AMQPValue::LongLongInt(count))),
+        "body and x-delivery-count"
+    );
+    assert_eq!(m.delivery.redelivered, count > 0);
+    m.delivery.delivery_tag
+}
+
+/// Waits until everything logged so far is on disk: a confirmed persistent publish is
+/// synced with every record written before it (group commit keeps the log's order).
+async fn sync_log(ch: &Channel) {
+    let confirm = within(
+        "publish",
+        ch.basic_publish(
+            "".into(),
+            "sync-marker".into(),
+            Default::default(),
+            b"s",
+            BasicProperties::default().with_delivery_mode(2),
+        ),
+    )
+    .await
+    .expect("publish");
+    within("confirm", confirm).await.expect("confirmed");
+}
+
+/// A broker on `dir` and a channel in confirm mode on it.
+async fn start_on(dir: &std::path::Path) -> (ottermq::RunningServer, lapin::Connection, Channel) {
+    let d = dir.to_path_buf();
+    let server = ottermq::testing::start_test_broker_with(move |s| s.data_dir = d).await;
+    let c = lapin_connect(&format!("amqp://guest:guest@{}/%2f", server.amqp_addr)).await;
+    let ch = channel(&c).await;
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm");
+    (server, c, ch)
+}
+
+/// RabbitMQ's quorum queue keeps delivery counts in its Raft log, and returns a message that
+/// was out to a consumer when the node stopped (the dead consumer's `DOWN`, applied after the
+/// restart), counting that return. So the count goes on after a restart, after a crash (a copy
+/// of the data directory taken while a message is unacknowledged is a `kill -9` image), and
+/// `x-delivery-limit` 3 dead-letters at the fourth return, even when that return is the one
+/// recovery makes.
+#[tokio::test]
+async fn delivery_count_survives_restart_and_crash() {
+    let base = std::env::temp_dir().join(unique("ottermq-qq-count"));
+    let (dir, crash1, crash2) = (base.join("a"), base.join("b"), base.join("c"));
+    let (server, _c, ch) = start_on(&dir).await;
+    durable_fanout(&ch, "qq-count-dlx").await;
+    for q in ["qq-count-dlq", "sync-marker"] {
+        within(
+            "queue",
+            ch.queue_declare(q.into(), durable(), FieldTable::default()),
+        )
+        .await
+        .expect("queue");
+    }
+    within(
+        "bind",
+        ch.queue_bind(
+            "qq-count-dlq".into(),
+            "qq-count-dlx".into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("bind");
+    let q = "qq-count";
+    let a = quorum(&[
+        ("x-delivery-limit", AMQPValue::LongInt(3)),
+        ("x-dead-letter-exchange", s("qq-count-dlx")),
+    ]);
+    within("qq", ch.queue_declare(q.into(), durable(), a))
+        .await
+        .expect("quorum queue");
+    for body in [b"m1", b"m2"] {
+        publish(&ch, q, body, BasicProperties::default()).await;
+    }
+    // m1 returned twice, then out to us; m2 returned once.
+    for want in 0..2 {
+        nack_requeue(&ch, expect_next(&ch, q, b"m1", want).await).await;
+    }
+    expect_next(&ch, q, b"m1", 2).await;
+    nack_requeue(&ch, expect_next(&ch, q, b"m2", 0).await).await;
+    sync_log(&ch).await;
+    copy_dir(&dir, &crash1);
+    // A clean stop returns m1 through its closing channel: count 3.
+    server.shutdown().await;
+
+    let (server, _c, ch) = start_on(&dir).await;
+    expect_next(&ch, q, b"m1", 3).await;
+    expect_next(&ch, q, b"m2", 1).await;
+    server.shutdown().await;
+
+    // The crash image: m1 was out, so recovery returns it (count 3) and logs that return.
+    let (server, _c, ch) = start_on(&crash1).await;
+    expect_next(&ch, q, b"m1", 3).await;
+    nack_requeue(&ch, expect_next(&ch, q, b"m2", 1).await).await;
+    sync_log(&ch).await;
+    copy_dir(&crash1, &crash2);
+    server.shutdown().await;
+
+    // Crashed again with m1 out after three returns: the return recovery makes is its fourth,
+    // past the limit, so it is dead-lettered at start; m2 goes on at 2.
+    let (server, _c, ch) = start_on(&crash2).await;
+    expect_next(&ch, q, b"m2", 2).await;
+    assert!(get(&ch, q).await.is_none(), "m1 left the quorum queue");
+    let dead = get(&ch, "qq-count-dlq")
+        .await
+        .expect("m1 dead-lettered at recovery");
+    assert_eq!(dead.delivery.data, b"m1");
+    let h = dead.delivery.properties.headers().clone().expect("headers");
+    assert_eq!(
+        h.inner().get("x-first-death-reason"),
+        Some(&s("delivery_limit"))
+    );
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 /// A redeclare must repeat the arguments RabbitMQ knows, compared by value (an integer sent
 /// at another width is the same), with 3.10's texts; arguments it does not know may differ.
 #[tokio::test]
