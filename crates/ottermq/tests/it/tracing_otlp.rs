@@ -52,6 +52,19 @@ impl Receiver {
     }
 }
 
+impl Receiver {
+    /// Every span received so far in trace `t` (hex).
+    fn spans_in(&self, t: &str) -> Vec<Span> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s)| s.clone())
+            .filter(|s| hex(&s.trace_id) == t)
+            .collect()
+    }
+}
+
 #[tonic::async_trait]
 impl TraceService for Receiver {
     async fn export(
@@ -587,14 +600,7 @@ async fn dead_lettered_message_stays_in_its_trace() {
 
     let _ = conn.close(200, "bye".into()).await;
     server.shutdown().await;
-    let spans: Vec<Span> = rx
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, s)| s.clone())
-        .filter(|s| hex(&s.trace_id) == t)
-        .collect();
+    let spans = rx.spans_in(t);
     let publish = spans
         .iter()
         .find(|s| s.name == "publish amq.default")
@@ -702,14 +708,7 @@ async fn direct_reply_to_replies_are_traced() {
 
     let _ = conn.close(200, "bye".into()).await;
     server.shutdown().await;
-    let spans: Vec<Span> = rx
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, s)| s.clone())
-        .filter(|s| hex(&s.trace_id) == t)
-        .collect();
+    let spans = rx.spans_in(t);
     let publish = spans
         .iter()
         .find(|s| s.name == "publish amq.default")
