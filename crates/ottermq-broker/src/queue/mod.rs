@@ -278,18 +278,13 @@ impl Queue {
             let expires_at = self
                 .deadline(&r.message, now)
                 .map(|d| d.checked_sub(age).unwrap_or(now));
-            let mut message = r.message;
-            // Own copies: the recovered parts are slices of whole segment buffers read at
-            // start, which would otherwise stay in memory as long as any of them does. A
-            // message that goes to a paged tail keeps nothing of them (its record holds the
-            // log location, not the body).
-            if !st.goes_to_tail(&message) {
-                paging::own_parts(&mut message, true);
-            }
+            // The recovered parts are slices of the message's own record (recovery reads one
+            // record at a time), so they keep nothing else in memory; a message that goes to
+            // a paged tail keeps nothing at all (its spill record holds the log location).
             st.push_ready(QueuedMessage {
                 expires_at,
                 seq,
-                message,
+                message: r.message,
                 redelivered: r.redelivered,
                 enqueued_at: now.checked_sub(age).unwrap_or(now),
                 persist_id: r.persist_id,
