@@ -11,9 +11,11 @@
 //! Record (little endian): `u32 payload length`, `u32 CRC-32 of the payload`, payload =
 //! `u64 seq`, `u64 persist_id`, `i64 enqueue time` and `i64 expiry` (ns from the spill's base
 //! instant; expiry `i64::MIN` = none), `u8 flags` (1 redelivered, 2 body in the message log),
-//! `u8 len + exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then
-//! the body, or for a persistent message already in the log `u32 segment, u64 offset, u64
-//! ticket` (no second copy of the body).
+//! with flag 4 (traced) `u16 len + trace context` (`MessageTrace::to_bytes`), `u8 len +
+//! exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then the body,
+//! or for a persistent message already in the log `u32 segment, u64 offset, u64 ticket` (no
+//! second copy of the body).
+
 //!
 //! The file is unlinked as soon as it is created (nothing is left after a crash: persistent
 //! messages come back from the message log). Disk use is bounded: the spill is dropped (file
@@ -23,10 +25,12 @@
 use crate::message::{BodyAt, Message, QueuedMessage};
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{RawProperties, ShortStr};
+use ottermq_tracing::{MessageTrace, MessageTracer};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Appends are buffered up to this many bytes before one `pwrite`.
@@ -36,6 +40,7 @@ const PUNCH_EVERY: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 8;
 const FLAG_REDELIVERED: u8 = 1;
 const FLAG_IN_LOG: u8 = 2;
+const FLAG_TRACED: u8 = 4;
 
 /// The messages of one paged tail, oldest first.
 #[derive(Debug)]
@@ -54,6 +59,9 @@ pub struct Spill {
     bytes: u64,
     /// Times are kept as ns from here.
     base: Instant,
+    /// The tracer of the traced messages recorded (one per broker), to rebuild their trace
+    /// context when they are read back.
+    tracer: Option<Arc<MessageTracer>>,
 }
 
 /// What one read brought back.
@@ -75,6 +83,7 @@ impl Spill {
             count: 0,
             bytes: 0,
             base: Instant::now(),
+            tracer: None,
         }
     }
 
@@ -90,7 +99,7 @@ impl Spill {
         self.bytes
     }
 
-    /// Appends `qm` at the tail. The trace context, if any, is not kept.
+    /// Appends `qm` at the tail, with its trace context if it is traced.
     pub fn push(&mut self, qm: &QueuedMessage, dir: &Path) -> std::io::Result<()> {
         let m = &qm.message;
         let in_log = match (qm.paged, qm.body_at) {
@@ -116,7 +125,26 @@ impl Spill {
         if in_log {
             flags |= FLAG_IN_LOG;
         }
+        if m.trace.is_some() {
+            flags |= FLAG_TRACED;
+        }
         w.push(flags);
+        if let Some(t) = &m.trace {
+            let at = w.len();
+            w.extend_from_slice(&[0, 0]);
+            t.to_bytes(w);
+            let n = u16::try_from(w.len() - at - 2).unwrap_or(0);
+            if n == 0 {
+                // Not representable (a tracestate beyond 64 KiB): kept without its trace.
+                w.truncate(at);
+                w[at - 1] &= !FLAG_TRACED;
+            } else {
+                w[at..at + 2].copy_from_slice(&n.to_le_bytes());
+                if self.tracer.is_none() {
+                    self.tracer = Some(t.tracer().clone());
+                }
+            }
+        }
         w.push(m.exchange.len() as u8);
         w.extend_from_slice(m.exchange.as_bytes());
         w.push(m.routing_key.len() as u8);
@@ -300,6 +328,15 @@ impl Spill {
         let enq = r.u64()? as i64;
         let exp = r.u64()? as i64;
         let flags = r.u8()?;
+        let trace = if flags & FLAG_TRACED != 0 {
+            let n = r.u16()? as usize;
+            let b = r.take(n)?;
+            self.tracer
+                .as_ref()
+                .and_then(|t| MessageTrace::from_bytes(t, &p[b]))
+        } else {
+            None
+        };
         let n = r.u8()? as usize;
         let ex = r.take(n)?;
         let n = r.u8()? as usize;
@@ -336,7 +373,7 @@ impl Spill {
                 properties: RawProperties::new(p.slice(props)),
                 body,
                 received_at: enqueued_at,
-                trace: None,
+                trace,
             },
             redelivered: flags & FLAG_REDELIVERED != 0,
             enqueued_at,
@@ -386,6 +423,10 @@ impl Reader<'_> {
     fn u8(&mut self) -> Option<u8> {
         let r = self.take(1)?;
         Some(self.b[r.start])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let r = self.take(2)?;
+        Some(u16::from_le_bytes(self.b[r].try_into().ok()?))
     }
     fn u32(&mut self) -> Option<u32> {
         let r = self.take(4)?;
@@ -516,6 +557,51 @@ mod tests {
         assert_eq!(g.persist_id, 42);
         assert_eq!(g.paged, Some(1000));
         assert_eq!(g.body_at, m.body_at);
+    }
+
+    /// A traced message read back from the spill (from the write buffer and from the file)
+    /// carries the same trace context; an untraced one next to it stays untraced.
+    #[test]
+    fn trace_context_is_kept_through_the_spill() {
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = Arc::new(MessageTracer::new(provider.tracer("spill-test"), true));
+        let props = RawProperties::empty();
+        let (_span, trace) = tracer
+            .on_publish(&ottermq_tracing::PublishInfo {
+                exchange: b"ex",
+                routing_key: b"rk",
+                properties: &props,
+                body_size: 100,
+                peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                started: Instant::now(),
+            })
+            .expect("traced");
+        let d = dir();
+        let mut s = Spill::new();
+        let n = 2000u64;
+        for i in 0..n {
+            let mut m = qm(i, &body(i));
+            if i % 2 == 0 {
+                m.message.trace = Some(trace.clone());
+            }
+            s.push(&m, &d).expect("push");
+        }
+        let mut got = Vec::new();
+        while !s.is_empty() {
+            s.pop_batch(16 * 1024, |m| got.push(m)).expect("read");
+        }
+        assert_eq!(got.len() as u64, n);
+        for m in &got {
+            match &m.message.trace {
+                Some(t) => {
+                    assert_eq!(m.seq % 2, 0);
+                    assert_eq!(t.span_context(), trace.span_context());
+                }
+                None => assert_eq!(m.seq % 2, 1, "message {} lost its trace", m.seq),
+            }
+            assert_eq!(m.message.body, body(m.seq));
+        }
     }
 
     #[test]
