@@ -403,14 +403,27 @@ impl ReadyList {
         }
     }
 
-    /// When the oldest ready message in RAM was enqueued (any priority).
+    /// When the oldest ready message was enqueued (any priority). A lane's head is older
+    /// than its tail, so each lane gives its head's front or, when its head is empty, the
+    /// oldest record of its tail (read from disk: a level served last can hold its messages
+    /// only there).
     pub fn oldest_enqueued(&self) -> Option<std::time::Instant> {
+        let lane = |head: &VecDeque<QueuedMessage>, tail: &Option<Box<Spill>>| {
+            head.front().map(|m| m.enqueued_at).or_else(|| {
+                let t = tail.as_ref()?;
+                t.oldest_enqueued()
+                    .inspect_err(|e| tracing::debug!(error = %e, "could not read a paged tail's oldest record"))
+                    .ok()
+                    .flatten()
+            })
+        };
         match &self.heads {
-            Heads::Fifo(d, _) => d.front().map(|m| m.enqueued_at),
+            Heads::Fifo(d, t) => lane(d, t),
             Heads::Priority(l) => l
                 .levels
                 .iter()
-                .filter_map(|d| d.front().map(|m| m.enqueued_at))
+                .zip(&l.tails)
+                .filter_map(|(d, t)| lane(d, t))
                 .min(),
         }
     }
@@ -482,6 +495,50 @@ mod tests {
         r.insert_requeued(b);
         r.insert_requeued(a);
         assert_eq!(order(&mut r), vec![0, 2, 1, 3]);
+    }
+
+    /// A level whose messages are all in its paged tail still counts for the oldest age.
+    #[test]
+    fn oldest_enqueued_sees_a_level_held_only_on_disk() {
+        let dir = std::env::temp_dir().join(format!("ottermq-prio-oldest-{}", std::process::id()));
+        let mut r = ReadyList::new(Some(5));
+        let old = Instant::now() - std::time::Duration::from_secs(60);
+        for s in 0..3 {
+            let mut m = qm(s, Some(1));
+            m.enqueued_at = old + std::time::Duration::from_secs(s);
+            r.spill_back(1, &m, &dir).expect("spill");
+        }
+        r.push_back(qm(10, Some(5)));
+        assert_eq!(r.lane_head_len(1), 0);
+        assert_eq!(r.tail_count(), 3);
+        let got = r.oldest_enqueued().expect("an age");
+        let err = got.max(old) - got.min(old);
+        assert!(
+            err < std::time::Duration::from_micros(1),
+            "{got:?} vs {old:?}"
+        );
+        // The same for the file part: more than a write buffer of records.
+        let mut r = ReadyList::new(None);
+        for s in 0..2000 {
+            let mut m = qm(s, None);
+            m.message.body = bytes::Bytes::from(vec![1u8; 100]);
+            m.enqueued_at = old + std::time::Duration::from_millis(s);
+            r.spill_back(0, &m, &dir).expect("spill");
+        }
+        r.refill(0, 16 * 1024);
+        let mut taken = 0;
+        while r.pop_front().is_some() {
+            taken += 1;
+        }
+        assert!(taken > 0 && r.tail_count() > 0, "{taken} taken");
+        let next = r.oldest_enqueued().expect("an age");
+        let want = old + std::time::Duration::from_millis(taken);
+        let err = next.max(want) - next.min(want);
+        assert!(
+            err < std::time::Duration::from_micros(1),
+            "{next:?} vs {want:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -248,6 +248,31 @@ impl Spill {
         Ok(batch)
     }
 
+    /// When the oldest message of the tail was enqueued, read from its record (the 8 bytes of
+    /// its enqueue time, from the write buffer or with one small `pread`), without taking it.
+    pub fn oldest_enqueued(&self) -> std::io::Result<Option<Instant>> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        // Header, seq and persist id come first; records never straddle file and buffer.
+        const AT: usize = HEADER + 16;
+        let mut enq = [0u8; 8];
+        if self.read_off >= self.file_end {
+            let from = (self.read_off - self.file_end) as usize + AT;
+            let b = self.wbuf.get(from..from + 8).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "spill record cut short")
+            })?;
+            enq.copy_from_slice(b);
+        } else {
+            let Some(f) = &self.file else {
+                return Err(std::io::Error::other("spill file missing"));
+            };
+            f.read_exact_at(&mut enq, self.read_off + AT as u64)?;
+        }
+        let ns = i64::from_le_bytes(enq);
+        Ok(Some(instant_at(self.base, ns, Instant::now())))
+    }
+
     /// One read at the read offset: from the file, or from the write buffer once the reader
     /// has caught up with what was written. Records never straddle the two.
     fn read_chunk(&mut self, read_ahead: usize) -> std::io::Result<Bytes> {
