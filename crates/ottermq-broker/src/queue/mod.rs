@@ -311,13 +311,15 @@ impl Queue {
 
     pub fn counts(&self) -> QueueCounts {
         let st = self.state.lock();
+        // Tail messages held in RAM after a failed spill write are in RAM, not paged out.
+        let held = st.ready.held();
         QueueCounts {
             ready: st.ready.len() as u64,
             unacked: st.unacked,
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes,
-            ram_bytes: st.ram_bytes,
-            paged: st.paged + st.ready.tail_count(),
+            ram_bytes: st.ram_bytes + held.bytes,
+            paged: st.paged + st.ready.tail_count() - held.messages,
             page_in_failed: st.page_in_failed,
         }
     }
@@ -646,16 +648,14 @@ impl QueueState {
             let Some(pager) = self.pager.clone() else {
                 return;
             };
-            match self.ready.spill_back(lane, &qm, pager.dir()) {
-                Ok(()) => {
-                    self.limit = 0;
-                    return;
-                }
-                Err(e) => {
-                    // Kept in RAM; behind an existing tail it is then delivered out of order.
-                    tracing::warn!(error = %e, "spill file write failed; message kept in memory");
-                }
+            if let Err(e) = self.ready.spill_back(lane, qm, pager.dir()) {
+                // The message is still behind the lane's paged tail, held in RAM with every
+                // later one until the tail is read through (`Spill::push`): FIFO order holds
+                // and nothing is lost; logged once per failure, not per message.
+                tracing::warn!(error = %e, "spill file write failed; this lane's new messages are held in memory behind its paged tail");
             }
+            self.limit = 0;
+            return;
         }
         if qm.paged.is_some() {
             self.paged += 1;
@@ -962,6 +962,47 @@ mod tests {
             "the lost ones are still unsettled"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The spill file cannot be created while a paged backlog is in its write buffer: the
+    /// message whose write failed and every later one are held in RAM behind that backlog, so
+    /// messages come back in publish order and none is lost; paging works again afterwards.
+    #[test]
+    fn failed_spill_write_keeps_fifo_order() {
+        let blocker =
+            std::env::temp_dir().join(format!("ottermq-q-nospill-{}", std::process::id()));
+        std::fs::write(&blocker, b"a file, so no directory can be made under it").expect("file");
+        let q = queue(10 * 200, &blocker.join("pages"));
+        let n = 3000u64;
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes), (n, n * 200));
+        let buffered = (spill::WRITE_BUF / 200) as u64;
+        assert!(c.paged < buffered, "only the write buffer is paged: {c:?}");
+        assert!(
+            c.ram_bytes > (n - buffered) * 200,
+            "the rest is held in RAM: {c:?}"
+        );
+        for i in 0..n {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes(), "message {i}");
+        }
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+        assert_eq!(c.page_in_failed, 0);
+        // The disk is back: the next backlog is paged again.
+        std::fs::remove_file(&blocker).expect("remove");
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        assert_eq!(q.counts().paged, n - 10);
+        for i in 0..n {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes(), "message {i}");
+        }
+        let _ = std::fs::remove_dir_all(&blocker);
     }
 
     /// Paged messages' TTL is checked when they reach the head: once all are past their

@@ -15,7 +15,6 @@
 //! exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then the body,
 //! or for a persistent message already in the log `u32 segment, u64 offset, u64 ticket` (no
 //! second copy of the body).
-
 //!
 //! The file is unlinked as soon as it is created (nothing is left after a crash: persistent
 //! messages come back from the message log). Disk use is bounded: the spill is dropped (file
@@ -26,6 +25,7 @@ use crate::message::{BodyAt, Message, QueuedMessage};
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{RawProperties, ShortStr};
 use ottermq_tracing::{MessageTrace, MessageTracer};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -62,6 +62,10 @@ pub struct Spill {
     /// The tracer of the traced messages recorded (one per broker), to rebuild their trace
     /// context when they are read back.
     tracer: Option<Arc<MessageTracer>>,
+    /// Messages behind the records, in RAM: a write failed (see [`Spill::push`]).
+    held: VecDeque<QueuedMessage>,
+    /// Body bytes of `held`.
+    held_bytes: u64,
 }
 
 /// What one read brought back.
@@ -84,23 +88,62 @@ impl Spill {
             bytes: 0,
             base: Instant::now(),
             tracer: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
+    /// Messages in the tail: records, and messages held in RAM behind them.
     pub fn len(&self) -> u64 {
-        self.count
+        self.count + self.held.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
+    /// Body bytes of the messages in the tail (records and held).
     pub fn body_bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.held_bytes
+    }
+
+    /// The messages held in RAM behind the records after a failed write, and their bytes.
+    pub fn held(&self) -> Batch {
+        Batch {
+            messages: self.held.len() as u64,
+            bytes: self.held_bytes,
+        }
     }
 
     /// Appends `qm` at the tail, with its trace context if it is traced.
-    pub fn push(&mut self, qm: &QueuedMessage, dir: &Path) -> std::io::Result<()> {
+    ///
+    /// A failed write (the spill file cannot be created or written: disk full, I/O error) must
+    /// not put the message ahead of the records already in the tail, nor lose it. So it is
+    /// held in RAM behind them, and so is every later message until the records are all read:
+    /// the order stays the publish order, at the cost of RAM while the disk fails. Once the
+    /// records are read through, the held messages come next (in order) and writing is tried
+    /// again with the next message after them. The error of the write that failed is returned
+    /// (for the caller to log once); the message is in the tail either way.
+    pub fn push(&mut self, qm: QueuedMessage, dir: &Path) -> std::io::Result<()> {
+        if !self.held.is_empty() {
+            self.hold(qm);
+            return Ok(());
+        }
+        let r = self.write_record(&qm, dir);
+        if r.is_err() {
+            self.hold(qm);
+        }
+        r
+    }
+
+    fn hold(&mut self, qm: QueuedMessage) {
+        self.held_bytes += qm.body_len();
+        self.held.push_back(qm);
+    }
+
+    /// Encodes `qm` as a record into the write buffer, flushing it once full. On error the
+    /// tail is as it was.
+    fn write_record(&mut self, qm: &QueuedMessage, dir: &Path) -> std::io::Result<()> {
         let m = &qm.message;
         let in_log = match (qm.paged, qm.body_at) {
             (_, BodyAt::Log { .. }) if qm.persist_id != 0 => true,
@@ -173,7 +216,7 @@ impl Spill {
         self.bytes += body_len;
         if self.wbuf.len() >= WRITE_BUF {
             if let Err(e) = self.flush(dir) {
-                // Not counted: the caller keeps the message (in RAM) and the tail as it was.
+                // Not counted: `push` holds the message and the records stay as they were.
                 self.wbuf.truncate(start);
                 self.count -= 1;
                 self.bytes -= body_len;
@@ -208,6 +251,16 @@ impl Spill {
     ) -> std::io::Result<Batch> {
         let mut batch = Batch::default();
         if self.count == 0 {
+            // Only messages held after a failed write are left: they come next.
+            while let Some(qm) = self.held.pop_front() {
+                self.held_bytes -= qm.body_len();
+                batch.messages += 1;
+                batch.bytes += qm.body_len();
+                out(qm);
+                if batch.bytes >= read_ahead as u64 {
+                    break;
+                }
+            }
             return Ok(batch);
         }
         let chunk = self.read_chunk(read_ahead)?;
@@ -252,7 +305,7 @@ impl Spill {
     /// its enqueue time, from the write buffer or with one small `pread`), without taking it.
     pub fn oldest_enqueued(&self) -> std::io::Result<Option<Instant>> {
         if self.count == 0 {
-            return Ok(None);
+            return Ok(self.held.front().map(|m| m.enqueued_at));
         }
         // Header, seq and persist id come first; records never straddle file and buffer.
         const AT: usize = HEADER + 16;
@@ -311,11 +364,11 @@ impl Spill {
         HEADER + u32::from_le_bytes(word(b, 0)) as usize
     }
 
-    /// After a read: empties the file once everything was read, punches out a long consumed
+    /// After a read: empties the file once every record was read, punches out a long consumed
     /// prefix otherwise.
     fn consumed(&mut self) {
         if self.count == 0 {
-            self.reset();
+            self.reset_records();
             return;
         }
         let done = self.read_off.min(self.file_end) & !4095;
@@ -335,8 +388,19 @@ impl Spill {
         }
     }
 
-    /// Forgets every record (all read, or the tail was lost): the file is closed and so freed.
-    pub fn reset(&mut self) {
+    /// Forgets every record after a failed read (their place cannot be found any more) and
+    /// returns what they held; messages held in RAM behind them stay, and come next.
+    pub fn drop_records(&mut self) -> Batch {
+        let lost = Batch {
+            messages: self.count,
+            bytes: self.bytes,
+        };
+        self.reset_records();
+        lost
+    }
+
+    /// Forgets every record (all read, or lost): the file is closed and so freed.
+    fn reset_records(&mut self) {
         self.file = None;
         self.wbuf = Vec::new();
         self.file_end = 0;
@@ -541,7 +605,7 @@ mod tests {
         let n = 5000u64;
         let originals: Vec<_> = (0..n).map(|i| qm(i, &body(i))).collect();
         for q in &originals {
-            s.push(q, &d).expect("push");
+            s.push(q.clone(), &d).expect("push");
         }
         assert_eq!(s.len(), n);
         let mut got = Vec::new();
@@ -574,7 +638,7 @@ mod tests {
             ticket: 5,
         };
         m.paged = Some(1000);
-        s.push(&m, &d).expect("push");
+        s.push(m.clone(), &d).expect("push");
         assert_eq!(s.body_bytes(), 1000);
         let mut got = None;
         s.pop_batch(1024, |m| got = Some(m)).expect("read");
@@ -610,7 +674,7 @@ mod tests {
             if i % 2 == 0 {
                 m.message.trace = Some(trace.clone());
             }
-            s.push(&m, &d).expect("push");
+            s.push(m.clone(), &d).expect("push");
         }
         let mut got = Vec::new();
         while !s.is_empty() {
@@ -635,7 +699,7 @@ mod tests {
         for damage in [true, false] {
             let mut s = Spill::new();
             for i in 0..2000 {
-                s.push(&qm(i, &body(i)), &d).expect("push");
+                s.push(qm(i, &body(i)), &d).expect("push");
             }
             let f = s.file_for_test(&d);
             if damage {
