@@ -3,8 +3,10 @@
 # seconds (ottermq-perf, no consumer), stops the broker with SIGTERM, starts it again on the same
 # data directory and, once /ready answers 200, reads VmHWM (the peak RSS of the restarted
 # process, that is of recovery) and VmRSS from /proc/PID/status. Prints one JSON line.
-# Free ports are picked by the kernel; nothing is built (pass the binaries).
+# Free ports are picked by the kernel; nothing is built (pass the binaries). RESTARTS lists
+# binaries to restart with in turn on the same data (default: BIN, which also fills).
 #   BIN=target/debug/ottermq PERF=target/debug/ottermq-perf SECS=25 scripts/bench_recovery.sh
+#   RESTARTS="/tmp/old/ottermq target/debug/ottermq" SECS=20 scripts/bench_recovery.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/debug/ottermq}
@@ -12,7 +14,7 @@ PERF=${PERF:-target/debug/ottermq-perf}
 SECS=${SECS:-25}
 DATA=$(mktemp -d)
 PID=
-trap '[ -n "$PID" ] && kill $PID 2>/dev/null; rm -rf "$DATA"' EXIT
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 AMQP=$(free_port)
 HTTP=$(free_port)
@@ -34,14 +36,22 @@ QUEUED=$(depth)
 HWM_FILL=$(status_kib VmHWM)
 DISK=$(du -sk "$DATA/d" | cut -f1)
 kill -TERM "$PID"; wait "$PID" || true
-T0=$(date +%s.%N)
-start
-until [ "$(ready)" = 200 ]; do sleep 0.02; done
-T1=$(date +%s.%N)
-HWM=$(status_kib VmHWM)
-RSS=$(status_kib VmRSS)
-RECOVERED=$(depth)
-python3 - <<PY
-print('{"queued": %d, "disk_mib": %.0f, "fill_peak_rss_mib": %.0f, "restart_s": %.2f, "recovered": %d, "restart_peak_rss_mib": %.0f, "rss_after_restart_mib": %.0f}' % (
+PID=
+# Each binary of RESTARTS (default: BIN) restarts on the same data directory in turn, so
+# builds are compared on the same data; one JSON line per restart.
+for B in ${RESTARTS:-$BIN}; do
+  BIN=$B
+  T0=$(date +%s.%N)
+  start
+  until [ "$(ready)" = 200 ]; do sleep 0.02; done
+  T1=$(date +%s.%N)
+  HWM=$(status_kib VmHWM)
+  RSS=$(status_kib VmRSS)
+  RECOVERED=$(depth)
+  kill -TERM "$PID"; wait "$PID" || true
+  PID=
+  python3 - <<PY
+print('{"bin": "$B", "queued": %d, "disk_mib": %.0f, "fill_peak_rss_mib": %.0f, "restart_s": %.2f, "recovered": %d, "restart_peak_rss_mib": %.0f, "rss_after_restart_mib": %.0f}' % (
   $QUEUED, $DISK / 1024, $HWM_FILL / 1024, $T1 - $T0, $RECOVERED, $HWM / 1024, $RSS / 1024))
 PY
+done
