@@ -438,22 +438,26 @@ fn recover_vhost(
     for b in opened.defs.bindings {
         v.restore_binding(b);
     }
-    // Messages arrive in id order; consecutive runs for the same queue go in together.
+    // The second recovery pass: messages arrive one at a time in id order and go straight
+    // into their queue, which pages what is past its RAM budget out to its spill file, so
+    // memory stays bounded by the budgets, not the data. Consecutive messages for the same
+    // queue go in together, at most RESTORE_BATCH at once.
+    const RESTORE_BATCH: usize = 256;
     let now = Instant::now();
     let mut current: Option<Arc<crate::queue::Queue>> = None;
-    let mut batch = Vec::new();
-    for m in opened.recovered.messages {
+    let mut batch = Vec::with_capacity(RESTORE_BATCH);
+    opened.recovered.messages(|m| {
         if current.as_ref().is_none_or(|q| q.name != m.queue) {
             if let Some(q) = current.take() {
                 q.restore(batch.drain(..));
             }
             current = v.queue(m.queue.as_bytes());
         }
-        if current.is_none() {
+        let Some(q) = &current else {
             // Its queue is gone (deleted while the message was in it): reclaim it.
             log.settle(m.id);
-            continue;
-        }
+            return;
+        };
         report.messages += 1;
         let msg = crate::message::Message {
             exchange: m.exchange,
@@ -478,7 +482,10 @@ fn recover_vhost(
             returned: m.returned,
             out: m.out,
         });
-    }
+        if batch.len() == RESTORE_BATCH {
+            q.restore(batch.drain(..));
+        }
+    })?;
     if let Some(q) = current {
         q.restore(batch.drain(..));
     }

@@ -295,18 +295,13 @@ impl Queue {
             let expires_at = self
                 .deadline(&r.message, now)
                 .map(|d| d.checked_sub(age).unwrap_or(now));
-            let mut message = r.message;
-            // Own copies: the recovered parts are slices of whole segment buffers read at
-            // start, which would otherwise stay in memory as long as any of them does. A
-            // message that goes to a paged tail keeps nothing of them (its record holds the
-            // log location, not the body).
-            if !st.goes_to_tail(&message) {
-                paging::own_parts(&mut message, true);
-            }
+            // The recovered parts are slices of the message's own record (recovery reads one
+            // record at a time), so they keep nothing else in memory; a message that goes to
+            // a paged tail keeps nothing at all (its spill record holds the log location).
             let qm = QueuedMessage {
                 expires_at,
                 seq,
-                message,
+                message: r.message,
                 redelivered: r.redelivered,
                 enqueued_at: now.checked_sub(age).unwrap_or(now),
                 persist_id: r.persist_id,
@@ -357,13 +352,15 @@ impl Queue {
 
     pub fn counts(&self) -> QueueCounts {
         let st = self.state.lock();
+        // Tail messages held in RAM after a failed spill write are in RAM, not paged out.
+        let held = st.ready.held();
         QueueCounts {
             ready: st.ready.len() as u64,
             unacked: st.unacked,
             consumers: st.consumers.len() as u32,
             ready_bytes: st.ready_bytes,
-            ram_bytes: st.ram_bytes,
-            paged: st.paged + st.ready.tail_count(),
+            ram_bytes: st.ram_bytes + held.bytes,
+            paged: st.paged + st.ready.tail_count() - held.messages,
             page_in_failed: st.page_in_failed,
         }
     }
@@ -670,12 +667,9 @@ impl Queue {
 
     /// Age of the head message: how long the oldest ready message has waited.
     pub fn oldest_ready_age(&self) -> Option<std::time::Duration> {
-        let mut st = self.state.lock();
-        // A head emptied by basic.get is refilled only by the next read; do it now so the
-        // oldest paged message is seen.
-        if st.ready.tail_count() > 0 {
-            st.refill();
-        }
+        // A lane whose head is empty (emptied by basic.get, or a priority level served last)
+        // gives the enqueue time of its tail's oldest record.
+        let st = self.state.lock();
         st.ready.oldest_enqueued().map(|t| t.elapsed())
     }
 }
@@ -709,16 +703,14 @@ impl QueueState {
             let Some(pager) = self.pager.clone() else {
                 return;
             };
-            match self.ready.spill_back(lane, &qm, pager.dir()) {
-                Ok(()) => {
-                    self.limit = 0;
-                    return;
-                }
-                Err(e) => {
-                    // Kept in RAM; behind an existing tail it is then delivered out of order.
-                    tracing::warn!(error = %e, "spill file write failed; message kept in memory");
-                }
+            if let Err(e) = self.ready.spill_back(lane, qm, pager.dir()) {
+                // The message is still behind the lane's paged tail, held in RAM with every
+                // later one until the tail is read through (`Spill::push`): FIFO order holds
+                // and nothing is lost; logged once per failure, not per message.
+                tracing::warn!(error = %e, "spill file write failed; this lane's new messages are held in memory behind its paged tail");
             }
+            self.limit = 0;
+            return;
         }
         if qm.paged.is_some() {
             self.paged += 1;
@@ -1025,6 +1017,47 @@ mod tests {
             "the lost ones are still unsettled"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The spill file cannot be created while a paged backlog is in its write buffer: the
+    /// message whose write failed and every later one are held in RAM behind that backlog, so
+    /// messages come back in publish order and none is lost; paging works again afterwards.
+    #[test]
+    fn failed_spill_write_keeps_fifo_order() {
+        let blocker =
+            std::env::temp_dir().join(format!("ottermq-q-nospill-{}", std::process::id()));
+        std::fs::write(&blocker, b"a file, so no directory can be made under it").expect("file");
+        let q = queue(10 * 200, &blocker.join("pages"));
+        let n = 3000u64;
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes), (n, n * 200));
+        let buffered = (spill::WRITE_BUF / 200) as u64;
+        assert!(c.paged < buffered, "only the write buffer is paged: {c:?}");
+        assert!(
+            c.ram_bytes > (n - buffered) * 200,
+            "the rest is held in RAM: {c:?}"
+        );
+        for i in 0..n {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes(), "message {i}");
+        }
+        let c = q.counts();
+        assert_eq!((c.ready, c.ready_bytes, c.ram_bytes, c.paged), (0, 0, 0, 0));
+        assert_eq!(c.page_in_failed, 0);
+        // The disk is back: the next backlog is paged again.
+        std::fs::remove_file(&blocker).expect("remove");
+        for i in 0..n {
+            q.publish(message(i), Instant::now());
+        }
+        assert_eq!(q.counts().paged, n - 10);
+        for i in 0..n {
+            let (m, _) = q.get(true).expect("a message");
+            assert_eq!(m.message.body[..8], i.to_le_bytes(), "message {i}");
+        }
+        let _ = std::fs::remove_dir_all(&blocker);
     }
 
     /// Paged messages' TTL is checked when they reach the head: once all are past their

@@ -17,7 +17,6 @@
 use crate::message::{BodyAt, QueuedMessage};
 use crate::store::MessageLog;
 use bytes::Bytes;
-use ottermq_protocol::{RawProperties, ShortStr};
 use parking_lot::Mutex;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -115,22 +114,6 @@ fn remove_stale_pages(dir: &std::path::Path) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-/// Replaces a message's small fields (and with `body`, its body) by copies of their own. They
-/// may be slices of a large buffer (a socket read, a segment read at start) that would stay in
-/// memory as long as any slice of it does.
-pub fn own_parts(m: &mut crate::message::Message, body: bool) {
-    m.properties = RawProperties::new(Bytes::copy_from_slice(m.properties.as_bytes()));
-    m.exchange = own(&m.exchange);
-    m.routing_key = own(&m.routing_key);
-    if body {
-        m.body = Bytes::copy_from_slice(&m.body);
-    }
-}
-
-fn own(s: &ShortStr) -> ShortStr {
-    ShortStr::from_bytes(Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
 }
 
 /// The budget a queue's arguments ask for: `x-queue-mode: lazy` keeps only a small head.

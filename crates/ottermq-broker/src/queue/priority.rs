@@ -212,21 +212,40 @@ impl ReadyList {
         }
     }
 
-    /// Appends `qm` to `lane`'s paged tail (spill files go in `dir`).
+    /// Appends `qm` to `lane`'s paged tail (spill files go in `dir`). It is in the tail even
+    /// when the error of a failed write is returned: held in RAM behind the records, in order
+    /// ([`Spill::push`]).
     pub fn spill_back(
         &mut self,
         lane: usize,
-        qm: &QueuedMessage,
+        qm: QueuedMessage,
         dir: &std::path::Path,
     ) -> std::io::Result<()> {
+        let len = qm.body_len();
         let t = self.tail_mut(lane).get_or_insert_with(Default::default);
-        t.push(qm, dir)?;
+        let r = t.push(qm, dir);
         self.tail_count += 1;
-        self.tail_bytes += qm.body_len();
+        self.tail_bytes += len;
         if let Heads::Priority(l) = &mut self.heads {
             l.mark(lane);
         }
-        Ok(())
+        r
+    }
+
+    /// Messages of the tails held in RAM after a failed spill write, and their bytes.
+    pub fn held(&self) -> Batch {
+        let mut b = Batch::default();
+        let mut add = |t: &Option<Box<Spill>>| {
+            if let Some(h) = t.as_ref().map(|t| t.held()) {
+                b.messages += h.messages;
+                b.bytes += h.bytes;
+            }
+        };
+        match &self.heads {
+            Heads::Fifo(_, t) => add(t),
+            Heads::Priority(l) => l.tails.iter().for_each(add),
+        }
+        b
     }
 
     /// Moves about `read_ahead` bytes of `lane`'s oldest paged messages to the back of its
@@ -256,12 +275,7 @@ impl ReadyList {
         let moved = out.resident + out.in_log;
         let moved_bytes = out.resident_bytes + out.in_log_bytes;
         if let Err(e) = r {
-            let lost = Batch {
-                messages: t.len(),
-                bytes: t.body_bytes(),
-            };
-            t.reset();
-            out.lost = Some((e, lost));
+            out.lost = Some((e, t.drop_records()));
         }
         if t.is_empty() {
             // Fully read (or lost): the file is closed, and so freed, with it.
@@ -360,9 +374,9 @@ impl ReadyList {
                 while !t.is_empty() {
                     if let Err(e) = t.pop_batch(read_ahead, &mut f) {
                         tracing::error!(error = %e, "could not read a paged tail back");
-                        lost.messages += t.len();
-                        lost.bytes += t.body_bytes();
-                        break;
+                        let l = t.drop_records();
+                        lost.messages += l.messages;
+                        lost.bytes += l.bytes;
                     }
                 }
             }
@@ -403,14 +417,27 @@ impl ReadyList {
         }
     }
 
-    /// When the oldest ready message in RAM was enqueued (any priority).
+    /// When the oldest ready message was enqueued (any priority). A lane's head is older
+    /// than its tail, so each lane gives its head's front or, when its head is empty, the
+    /// oldest record of its tail (read from disk: a level served last can hold its messages
+    /// only there).
     pub fn oldest_enqueued(&self) -> Option<std::time::Instant> {
+        let lane = |head: &VecDeque<QueuedMessage>, tail: &Option<Box<Spill>>| {
+            head.front().map(|m| m.enqueued_at).or_else(|| {
+                let t = tail.as_ref()?;
+                t.oldest_enqueued()
+                    .inspect_err(|e| tracing::debug!(error = %e, "could not read a paged tail's oldest record"))
+                    .ok()
+                    .flatten()
+            })
+        };
         match &self.heads {
-            Heads::Fifo(d, _) => d.front().map(|m| m.enqueued_at),
+            Heads::Fifo(d, t) => lane(d, t),
             Heads::Priority(l) => l
                 .levels
                 .iter()
-                .filter_map(|d| d.front().map(|m| m.enqueued_at))
+                .zip(&l.tails)
+                .filter_map(|(d, t)| lane(d, t))
                 .min(),
         }
     }
@@ -482,6 +509,50 @@ mod tests {
         r.insert_requeued(b);
         r.insert_requeued(a);
         assert_eq!(order(&mut r), vec![0, 2, 1, 3]);
+    }
+
+    /// A level whose messages are all in its paged tail still counts for the oldest age.
+    #[test]
+    fn oldest_enqueued_sees_a_level_held_only_on_disk() {
+        let dir = std::env::temp_dir().join(format!("ottermq-prio-oldest-{}", std::process::id()));
+        let mut r = ReadyList::new(Some(5));
+        let old = Instant::now() - std::time::Duration::from_secs(60);
+        for s in 0..3 {
+            let mut m = qm(s, Some(1));
+            m.enqueued_at = old + std::time::Duration::from_secs(s);
+            r.spill_back(1, m, &dir).expect("spill");
+        }
+        r.push_back(qm(10, Some(5)));
+        assert_eq!(r.lane_head_len(1), 0);
+        assert_eq!(r.tail_count(), 3);
+        let got = r.oldest_enqueued().expect("an age");
+        let err = got.max(old) - got.min(old);
+        assert!(
+            err < std::time::Duration::from_micros(1),
+            "{got:?} vs {old:?}"
+        );
+        // The same for the file part: more than a write buffer of records.
+        let mut r = ReadyList::new(None);
+        for s in 0..2000 {
+            let mut m = qm(s, None);
+            m.message.body = bytes::Bytes::from(vec![1u8; 100]);
+            m.enqueued_at = old + std::time::Duration::from_millis(s);
+            r.spill_back(0, m, &dir).expect("spill");
+        }
+        r.refill(0, 16 * 1024);
+        let mut taken = 0;
+        while r.pop_front().is_some() {
+            taken += 1;
+        }
+        assert!(taken > 0 && r.tail_count() > 0, "{taken} taken");
+        let next = r.oldest_enqueued().expect("an age");
+        let want = old + std::time::Duration::from_millis(taken);
+        let err = next.max(want) - next.min(want);
+        assert!(
+            err < std::time::Duration::from_micros(1),
+            "{next:?} vs {want:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,9 +11,11 @@
 //! Record (little endian): `u32 payload length`, `u32 CRC-32 of the payload`, payload =
 //! `u64 seq`, `u64 persist_id`, `i64 enqueue time` and `i64 expiry` (ns from the spill's base
 //! instant; expiry `i64::MIN` = none), `u8 flags` (1 redelivered, 2 body in the message log,
-//! 4 delivery count follows), with flag 4 `u32 delivery count`, `u8 len + exchange`, `u8 len + routing key`, `u32 len + properties`, `u32 body length`, then
-//! the body, or for a persistent message already in the log `u32 segment, u64 offset, u64
-//! ticket` (no second copy of the body).
+//! 4 delivery count follows, 8 trace context follows), with flag 4 `u32 delivery count`, with
+//! flag 8 `u16 len + trace context` (`MessageTrace::to_bytes`), `u8 len + exchange`, `u8 len +
+//! routing key`, `u32 len + properties`, `u32 body length`, then the body, or for a persistent
+//! message already in the log `u32 segment, u64 offset, u64 ticket` (no second copy of the
+//! body).
 //!
 //! The file is unlinked as soon as it is created (nothing is left after a crash: persistent
 //! messages come back from the message log). Disk use is bounded: the spill is dropped (file
@@ -23,10 +25,13 @@
 use crate::message::{BodyAt, Message, QueuedMessage};
 use bytes::{Bytes, BytesMut};
 use ottermq_protocol::{RawProperties, ShortStr};
+use ottermq_tracing::{MessageTrace, MessageTracer};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Appends are buffered up to this many bytes before one `pwrite`.
@@ -39,6 +44,8 @@ const FLAG_IN_LOG: u8 = 2;
 /// A quorum queue message with a delivery count recovered from the log (a requeued one goes
 /// back to the RAM head, but recovery may page a returned message).
 const FLAG_COUNTED: u8 = 4;
+/// A traced message: its span context follows, so its deliver span still has its parent.
+const FLAG_TRACED: u8 = 8;
 
 /// The messages of one paged tail, oldest first.
 #[derive(Debug)]
@@ -57,6 +64,13 @@ pub struct Spill {
     bytes: u64,
     /// Times are kept as ns from here.
     base: Instant,
+    /// The tracer of the traced messages recorded (one per broker), to rebuild their trace
+    /// context when they are read back.
+    tracer: Option<Arc<MessageTracer>>,
+    /// Messages behind the records, in RAM: a write failed (see [`Spill::push`]).
+    held: VecDeque<QueuedMessage>,
+    /// Body bytes of `held`.
+    held_bytes: u64,
 }
 
 /// What one read brought back.
@@ -78,23 +92,63 @@ impl Spill {
             count: 0,
             bytes: 0,
             base: Instant::now(),
+            tracer: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
+    /// Messages in the tail: records, and messages held in RAM behind them.
     pub fn len(&self) -> u64 {
-        self.count
+        self.count + self.held.len() as u64
     }
 
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
+    /// Body bytes of the messages in the tail (records and held).
     pub fn body_bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.held_bytes
     }
 
-    /// Appends `qm` at the tail. The trace context, if any, is not kept.
-    pub fn push(&mut self, qm: &QueuedMessage, dir: &Path) -> std::io::Result<()> {
+    /// The messages held in RAM behind the records after a failed write, and their bytes.
+    pub fn held(&self) -> Batch {
+        Batch {
+            messages: self.held.len() as u64,
+            bytes: self.held_bytes,
+        }
+    }
+
+    /// Appends `qm` at the tail, with its trace context if it is traced.
+    ///
+    /// A failed write (the spill file cannot be created or written: disk full, I/O error) must
+    /// not put the message ahead of the records already in the tail, nor lose it. So it is
+    /// held in RAM behind them, and so is every later message until the records are all read:
+    /// the order stays the publish order, at the cost of RAM while the disk fails. Once the
+    /// records are read through, the held messages come next (in order) and writing is tried
+    /// again with the next message after them. The error of the write that failed is returned
+    /// (for the caller to log once); the message is in the tail either way.
+    pub fn push(&mut self, qm: QueuedMessage, dir: &Path) -> std::io::Result<()> {
+        if !self.held.is_empty() {
+            self.hold(qm);
+            return Ok(());
+        }
+        let r = self.write_record(&qm, dir);
+        if r.is_err() {
+            self.hold(qm);
+        }
+        r
+    }
+
+    fn hold(&mut self, qm: QueuedMessage) {
+        self.held_bytes += qm.body_len();
+        self.held.push_back(qm);
+    }
+
+    /// Encodes `qm` as a record into the write buffer, flushing it once full. On error the
+    /// tail is as it was.
+    fn write_record(&mut self, qm: &QueuedMessage, dir: &Path) -> std::io::Result<()> {
         let m = &qm.message;
         let in_log = match (qm.paged, qm.body_at) {
             (_, BodyAt::Log { .. }) if qm.persist_id != 0 => true,
@@ -122,9 +176,29 @@ impl Spill {
         if qm.delivery_count > 0 {
             flags |= FLAG_COUNTED;
         }
+        if m.trace.is_some() {
+            flags |= FLAG_TRACED;
+        }
+        let flags_at = w.len();
         w.push(flags);
         if qm.delivery_count > 0 {
             w.extend_from_slice(&qm.delivery_count.to_le_bytes());
+        }
+        if let Some(t) = &m.trace {
+            let at = w.len();
+            w.extend_from_slice(&[0, 0]);
+            t.to_bytes(w);
+            let n = u16::try_from(w.len() - at - 2).unwrap_or(0);
+            if n == 0 {
+                // Not representable (a tracestate beyond 64 KiB): kept without its trace.
+                w.truncate(at);
+                w[flags_at] &= !FLAG_TRACED;
+            } else {
+                w[at..at + 2].copy_from_slice(&n.to_le_bytes());
+                if self.tracer.is_none() {
+                    self.tracer = Some(t.tracer().clone());
+                }
+            }
         }
         w.push(m.exchange.len() as u8);
         w.extend_from_slice(m.exchange.as_bytes());
@@ -154,7 +228,7 @@ impl Spill {
         self.bytes += body_len;
         if self.wbuf.len() >= WRITE_BUF {
             if let Err(e) = self.flush(dir) {
-                // Not counted: the caller keeps the message (in RAM) and the tail as it was.
+                // Not counted: `push` holds the message and the records stay as they were.
                 self.wbuf.truncate(start);
                 self.count -= 1;
                 self.bytes -= body_len;
@@ -189,6 +263,16 @@ impl Spill {
     ) -> std::io::Result<Batch> {
         let mut batch = Batch::default();
         if self.count == 0 {
+            // Only messages held after a failed write are left: they come next.
+            while let Some(qm) = self.held.pop_front() {
+                self.held_bytes -= qm.body_len();
+                batch.messages += 1;
+                batch.bytes += qm.body_len();
+                out(qm);
+                if batch.bytes >= read_ahead as u64 {
+                    break;
+                }
+            }
             return Ok(batch);
         }
         let chunk = self.read_chunk(read_ahead)?;
@@ -229,6 +313,31 @@ impl Spill {
         Ok(batch)
     }
 
+    /// When the oldest message of the tail was enqueued, read from its record (the 8 bytes of
+    /// its enqueue time, from the write buffer or with one small `pread`), without taking it.
+    pub fn oldest_enqueued(&self) -> std::io::Result<Option<Instant>> {
+        if self.count == 0 {
+            return Ok(self.held.front().map(|m| m.enqueued_at));
+        }
+        // Header, seq and persist id come first; records never straddle file and buffer.
+        const AT: usize = HEADER + 16;
+        let mut enq = [0u8; 8];
+        if self.read_off >= self.file_end {
+            let from = (self.read_off - self.file_end) as usize + AT;
+            let b = self.wbuf.get(from..from + 8).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "spill record cut short")
+            })?;
+            enq.copy_from_slice(b);
+        } else {
+            let Some(f) = &self.file else {
+                return Err(std::io::Error::other("spill file missing"));
+            };
+            f.read_exact_at(&mut enq, self.read_off + AT as u64)?;
+        }
+        let ns = i64::from_le_bytes(enq);
+        Ok(Some(instant_at(self.base, ns, Instant::now())))
+    }
+
     /// One read at the read offset: from the file, or from the write buffer once the reader
     /// has caught up with what was written. Records never straddle the two.
     fn read_chunk(&mut self, read_ahead: usize) -> std::io::Result<Bytes> {
@@ -267,11 +376,11 @@ impl Spill {
         HEADER + u32::from_le_bytes(word(b, 0)) as usize
     }
 
-    /// After a read: empties the file once everything was read, punches out a long consumed
+    /// After a read: empties the file once every record was read, punches out a long consumed
     /// prefix otherwise.
     fn consumed(&mut self) {
         if self.count == 0 {
-            self.reset();
+            self.reset_records();
             return;
         }
         let done = self.read_off.min(self.file_end) & !4095;
@@ -291,8 +400,19 @@ impl Spill {
         }
     }
 
-    /// Forgets every record (all read, or the tail was lost): the file is closed and so freed.
-    pub fn reset(&mut self) {
+    /// Forgets every record after a failed read (their place cannot be found any more) and
+    /// returns what they held; messages held in RAM behind them stay, and come next.
+    pub fn drop_records(&mut self) -> Batch {
+        let lost = Batch {
+            messages: self.count,
+            bytes: self.bytes,
+        };
+        self.reset_records();
+        lost
+    }
+
+    /// Forgets every record (all read, or lost): the file is closed and so freed.
+    fn reset_records(&mut self) {
         self.file = None;
         self.wbuf = Vec::new();
         self.file_end = 0;
@@ -313,6 +433,15 @@ impl Spill {
             r.u32()?
         } else {
             0
+        };
+        let trace = if flags & FLAG_TRACED != 0 {
+            let n = r.u16()? as usize;
+            let b = r.take(n)?;
+            self.tracer
+                .as_ref()
+                .and_then(|t| MessageTrace::from_bytes(t, &p[b]))
+        } else {
+            None
         };
         let n = r.u8()? as usize;
         let ex = r.take(n)?;
@@ -350,7 +479,7 @@ impl Spill {
                 properties: RawProperties::new(p.slice(props)),
                 body,
                 received_at: enqueued_at,
-                trace: None,
+                trace,
             },
             redelivered: flags & FLAG_REDELIVERED != 0,
             enqueued_at,
@@ -398,6 +527,10 @@ impl Reader<'_> {
     fn u8(&mut self) -> Option<u8> {
         let r = self.take(1)?;
         Some(self.b[r.start])
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let r = self.take(2)?;
+        Some(u16::from_le_bytes(self.b[r].try_into().ok()?))
     }
     fn u32(&mut self) -> Option<u32> {
         let r = self.take(4)?;
@@ -487,7 +620,7 @@ mod tests {
         let n = 5000u64;
         let originals: Vec<_> = (0..n).map(|i| qm(i, &body(i))).collect();
         for q in &originals {
-            s.push(q, &d).expect("push");
+            s.push(q.clone(), &d).expect("push");
         }
         assert_eq!(s.len(), n);
         let mut got = Vec::new();
@@ -521,7 +654,7 @@ mod tests {
             ticket: 5,
         };
         m.paged = Some(1000);
-        s.push(&m, &d).expect("push");
+        s.push(m.clone(), &d).expect("push");
         assert_eq!(s.body_bytes(), 1000);
         let mut got = None;
         s.pop_batch(1024, |m| got = Some(m)).expect("read");
@@ -531,13 +664,60 @@ mod tests {
         assert_eq!(g.body_at, m.body_at);
     }
 
+    /// A traced message read back from the spill (from the write buffer and from the file)
+    /// carries the same trace context; an untraced one next to it stays untraced.
+    #[test]
+    fn trace_context_is_kept_through_the_spill() {
+        use opentelemetry::trace::TracerProvider as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let tracer = Arc::new(MessageTracer::new(provider.tracer("spill-test"), true));
+        let props = RawProperties::empty();
+        let (_span, trace) = tracer
+            .on_publish(&ottermq_tracing::PublishInfo {
+                exchange: b"ex",
+                routing_key: b"rk",
+                properties: &props,
+                body_size: 100,
+                peer: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+                started: Instant::now(),
+            })
+            .expect("traced");
+        let d = dir();
+        let mut s = Spill::new();
+        let n = 2000u64;
+        for i in 0..n {
+            let mut m = qm(i, &body(i));
+            if i % 2 == 0 {
+                m.message.trace = Some(trace.clone());
+            }
+            s.push(m.clone(), &d).expect("push");
+        }
+        let mut got = Vec::new();
+        while !s.is_empty() {
+            s.pop_batch(16 * 1024, |m| got.push(m)).expect("read");
+        }
+        assert_eq!(got.len() as u64, n);
+        for m in &got {
+            match &m.message.trace {
+                Some(t) => {
+                    assert_eq!(m.seq % 2, 0);
+                    assert_eq!(t.span_context(), trace.span_context());
+                }
+                None => assert_eq!(m.seq % 2, 1, "message {} lost its trace", m.seq),
+            }
+            // A delivery count and a trace context in one record (seq 2 mod 4) both come back.
+            assert_eq!(m.delivery_count, (m.seq % 4) as u32);
+            assert_eq!(m.message.body, body(m.seq));
+        }
+    }
+
     #[test]
     fn truncated_or_damaged_file_is_an_error() {
         let d = dir();
         for damage in [true, false] {
             let mut s = Spill::new();
             for i in 0..2000 {
-                s.push(&qm(i, &body(i)), &d).expect("push");
+                s.push(qm(i, &body(i)), &d).expect("push");
             }
             let f = s.file_for_test(&d);
             if damage {

@@ -8,7 +8,7 @@
 //! - `log.rs`: the segment log, appends, tickets, segment accounting and reclamation.
 //! - `commit.rs`: the group-commit thread (one write + one fdatasync per batch).
 //! - `definitions.rs`: the definitions log.
-//! - `recovery.rs`: replaying segments at start and the damage report.
+//! - `recovery.rs`: replaying segments at start (two streaming passes) and the damage report.
 //! - `users.rs`: users and permissions (`users.log` at the top of the data directory).
 
 pub mod commit;
@@ -84,8 +84,9 @@ pub fn stored_vhosts(data_dir: &Path) -> std::io::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Opens (creating if needed) a vhost's store: replays definitions and message segments,
-/// then starts the message log's writer.
+/// Opens (creating if needed) a vhost's store: replays definitions, scans the message segments
+/// (the first recovery pass: ids only), then starts the message log's writer. The messages
+/// are read afterwards, one at a time, by `recovered.messages`.
 pub fn open_vhost(
     data_dir: &Path,
     name: &str,
@@ -99,7 +100,7 @@ pub fn open_vhost(
         std::fs::File::open(parent)?.sync_all()?;
     }
     let (defs_log, defs) = DefinitionsLog::open(&dir, issues)?;
-    let mut recovered = recovery::replay(&msgs, true)?;
+    let mut recovered = recovery::scan(&msgs, true)?;
     issues.append(&mut recovered.issues);
     let segs = std::mem::take(&mut recovered.segs);
     let log = MessageLog::start(msgs, segs, segment_bytes)?;

@@ -7,6 +7,7 @@
 //! it), because the first is an expected crash artefact and the second is damage to report.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use std::io::Read;
 
 /// Header bytes before each payload.
 pub const HEADER: usize = 8;
@@ -35,6 +36,45 @@ pub enum Item {
     Torn { offset: u64 },
 }
 
+/// How the bytes at one position frame: the reading shared by [`Reader`] and [`FileReader`].
+enum Frame {
+    /// Not a whole record header and length: the rest of the file is unusable.
+    Torn,
+    /// A header whose payload of `len` bytes fits in the file.
+    Payload { len: u32, crc: u32 },
+}
+
+/// Reads a header; `remaining` is the number of file bytes from the header on.
+fn frame(header: &[u8], remaining: u64) -> Frame {
+    if remaining < HEADER as u64 || header.len() < HEADER {
+        return Frame::Torn;
+    }
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len == 0 || HEADER as u64 + len as u64 > remaining {
+        // Zeros, or a length running past the end: the last write did not finish. (A length
+        // corrupted in the middle of a file looks the same; nothing after it can be framed.)
+        return Frame::Torn;
+    }
+    Frame::Payload { len, crc }
+}
+
+/// The item a framed payload is: a record, or (checksum mismatch) a torn last record or a
+/// corrupt one in the middle.
+fn verdict(offset: u64, payload: Bytes, crc: u32, at_end: bool) -> Item {
+    if crc32fast::hash(&payload) == crc {
+        return Item::Record { offset, payload };
+    }
+    if at_end {
+        Item::Torn { offset }
+    } else {
+        Item::Corrupt {
+            offset,
+            len: payload.len() as u32,
+        }
+    }
+}
+
 /// Iterates the records of a whole file held in memory.
 pub struct Reader {
     buf: Bytes,
@@ -61,30 +101,84 @@ impl Iterator for Reader {
         }
         let offset = self.pos as u64;
         let rest = &self.buf[self.pos..];
-        if rest.len() < HEADER {
+        let Frame::Payload { len, crc } = frame(rest, rest.len() as u64) else {
             self.done = true;
             return Some(Item::Torn { offset });
+        };
+        let end = self.pos + HEADER + len as usize;
+        let payload = self.buf.slice(self.pos + HEADER..end);
+        self.pos = end;
+        let item = verdict(offset, payload, crc, end == self.buf.len());
+        self.done = matches!(item, Item::Torn { .. });
+        Some(item)
+    }
+}
+
+/// Bytes a [`FileReader`] reads from the file at once.
+pub const READ_BUF: usize = 256 * 1024;
+
+/// Iterates the records of a file read through a fixed buffer of [`READ_BUF`] bytes, so
+/// reading a file holds one record at a time, whatever the file's size. Each record's payload
+/// is a buffer of its own (nothing else stays in memory with it). Yields the same items as
+/// [`Reader`] over the same bytes; an I/O error ends the iteration.
+pub struct FileReader<R> {
+    r: std::io::BufReader<R>,
+    pos: u64,
+    len: u64,
+    done: bool,
+}
+
+impl FileReader<std::fs::File> {
+    /// Reads the file at `path` as long as it is now.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let f = std::fs::File::open(path)?;
+        let len = f.metadata()?.len();
+        Ok(Self::new(f, len))
+    }
+}
+
+impl<R: std::io::Read> FileReader<R> {
+    /// Reads `len` bytes of `r`.
+    pub fn new(r: R, len: u64) -> Self {
+        FileReader {
+            r: std::io::BufReader::with_capacity(READ_BUF, r),
+            pos: 0,
+            len,
+            done: false,
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        let end = HEADER + len as usize;
-        if len == 0 || end > rest.len() {
-            // Zeros, or a length running past the end: the last write did not finish. (A length
-            // corrupted in the middle of a file looks the same; nothing after it can be framed.)
+    }
+
+    fn read_item(&mut self) -> std::io::Result<Option<Item>> {
+        if self.done || self.pos >= self.len {
+            return Ok(None);
+        }
+        let offset = self.pos;
+        let remaining = self.len - self.pos;
+        let mut header = [0u8; HEADER];
+        let got = (remaining as usize).min(HEADER);
+        self.r.read_exact(&mut header[..got])?;
+        let Frame::Payload { len, crc } = frame(&header[..got], remaining) else {
             self.done = true;
-            return Some(Item::Torn { offset });
+            return Ok(Some(Item::Torn { offset }));
+        };
+        let mut payload = BytesMut::zeroed(len as usize);
+        self.r.read_exact(&mut payload)?;
+        self.pos += HEADER as u64 + len as u64;
+        let item = verdict(offset, payload.freeze(), crc, self.pos == self.len);
+        self.done = matches!(item, Item::Torn { .. });
+        Ok(Some(item))
+    }
+}
+
+impl<R: std::io::Read> Iterator for FileReader<R> {
+    type Item = std::io::Result<Item>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let r = self.read_item();
+        if r.is_err() {
+            self.done = true;
         }
-        let payload = self.buf.slice(self.pos + HEADER..self.pos + end);
-        let at_end = self.pos + end == self.buf.len();
-        self.pos += end;
-        if crc32fast::hash(&payload) != crc {
-            if at_end {
-                self.done = true;
-                return Some(Item::Torn { offset });
-            }
-            return Some(Item::Corrupt { offset, len });
-        }
-        Some(Item::Record { offset, payload })
+        r.transpose()
     }
 }
 
@@ -207,5 +301,40 @@ mod tests {
         assert!(matches!(items[1], Item::Record { .. }));
         assert!(matches!(items[2], Item::Record { .. }));
         assert!(matches!(items[3], Item::Torn { .. }));
+    }
+
+    /// The streaming reader yields what the in-memory one does, through buffers smaller and
+    /// larger than a record, on good, corrupt, torn and zero-filled files.
+    #[test]
+    fn file_reader_matches_reader() {
+        let big = vec![0x01u8; READ_BUF + 100];
+        let mut v = file(&[b"\x01abc", &big, b"\x01def", b"\x02gh"]);
+        let second = HEADER + 4;
+        let files = [
+            v.clone(),
+            {
+                let mut c = v.clone();
+                c[second + HEADER + 7] ^= 1; // the big record
+                c
+            },
+            {
+                let mut c = v.clone();
+                c.truncate(c.len() - 1); // last record cut short
+                c
+            },
+            {
+                v.extend_from_slice(&[0u8; 5]); // zeros shorter than a header
+                v
+            },
+        ];
+        for f in files {
+            let expected: Vec<String> = Reader::new(Bytes::from(f.clone()))
+                .map(|i| format!("{i:?}"))
+                .collect();
+            let got: Vec<String> = FileReader::new(&f[..], f.len() as u64)
+                .map(|i| format!("{:?}", i.expect("read")))
+                .collect();
+            assert_eq!(got, expected);
+        }
     }
 }

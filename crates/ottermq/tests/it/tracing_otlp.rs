@@ -196,6 +196,11 @@ async fn confirming_channel(server: &ottermq::RunningServer) -> (lapin::Connecti
 }
 
 async fn declare(ch: &Channel, name: &str) {
+    declare_with(ch, name, FieldTable::default()).await;
+}
+
+/// Declares the exclusive queue `name` with `args`.
+async fn declare_with(ch: &Channel, name: &str, args: FieldTable) {
     within(
         "declare",
         ch.queue_declare(
@@ -204,11 +209,41 @@ async fn declare(ch: &Channel, name: &str) {
                 exclusive: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            args,
         ),
     )
     .await
     .expect("declare");
+}
+
+/// Properties whose `traceparent` names the sampled producer span `producer` of trace `t`.
+fn traced_props(t: &str, producer: &str) -> BasicProperties {
+    BasicProperties::default().with_headers(headers_with(AMQPValue::LongString(LongString::from(
+        traceparent(t, producer, true),
+    ))))
+}
+
+/// Starts a consumer on `q` (manual acks).
+async fn consumer(ch: &Channel, q: &str) -> lapin::Consumer {
+    within(
+        "consume",
+        ch.basic_consume(
+            q.into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("consume")
+}
+
+/// The span called `name` among `spans`.
+fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no span {name}"))
 }
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, props: BasicProperties) {
@@ -229,17 +264,7 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, props: BasicProperties
 
 /// Consumes one message from `q`, acks it, returns its headers.
 async fn consume_one(ch: &Channel, q: &str) -> FieldTable {
-    let mut c = within(
-        "consume",
-        ch.basic_consume(
-            q.into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume");
+    let mut c = consumer(ch, q).await;
     let d = within("delivery", c.next())
         .await
         .expect("stream ended")
@@ -557,37 +582,12 @@ async fn dead_lettered_message_stays_in_its_trace() {
         "x-dead-letter-routing-key".into(),
         AMQPValue::LongString(dlq.as_str().into()),
     );
-    within(
-        "declare",
-        ch.queue_declare(
-            q.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            args,
-        ),
-    )
-    .await
-    .expect("declare");
+    declare_with(&ch, &q, args).await;
     let t = "5bf92f3577b34da6a3ce929d0e0e4737";
     let producer = "10f067aa0ba902b8";
-    let props = BasicProperties::default().with_headers(headers_with(AMQPValue::LongString(
-        LongString::from(traceparent(t, producer, true)),
-    )));
-    publish(&ch, "", &q, props).await;
+    publish(&ch, "", &q, traced_props(t, producer)).await;
     // Rejected without requeue: dead-lettered into dlq.
-    let mut c = within(
-        "consume",
-        ch.basic_consume(
-            q.as_str().into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume");
+    let mut c = consumer(&ch, &q).await;
     let d = within("delivery", c.next())
         .await
         .expect("stream ended")
@@ -601,24 +601,12 @@ async fn dead_lettered_message_stays_in_its_trace() {
     let _ = conn.close(200, "bye".into()).await;
     server.shutdown().await;
     let spans = rx.spans_in(t);
-    let publish = spans
-        .iter()
-        .find(|s| s.name == "publish amq.default")
-        .expect("publish span");
+    let publish = named(&spans, "publish amq.default");
     assert_eq!(hex(&publish.parent_span_id), producer);
-    let first = spans
-        .iter()
-        .find(|s| s.name == format!("deliver {q}"))
-        .expect("deliver span of the source queue");
+    let first = named(&spans, &format!("deliver {q}"));
     assert!(first.events.iter().any(|e| e.name == "reject"), "{first:?}");
-    let second = spans
-        .iter()
-        .find(|s| s.name == format!("deliver {dlq}"))
-        .expect("deliver span of the dead-letter queue, in the producer's trace");
-    let death = spans
-        .iter()
-        .find(|s| s.name == format!("dead-letter {q}"))
-        .expect("dead-letter span");
+    let second = named(&spans, &format!("deliver {dlq}"));
+    let death = named(&spans, &format!("dead-letter {q}"));
     assert_eq!(death.parent_span_id, publish.span_id);
     assert_eq!(attr_str(death, "ottermq.dead_letter.reason"), "rejected");
     assert_eq!(attr_str(death, "messaging.destination.name"), q);
@@ -732,5 +720,63 @@ async fn direct_reply_to_replies_are_traced() {
         header_str(&headers, "traceparent").as_deref(),
         Some(traceparent(t, &hex(&deliver.span_id), true).as_str()),
         "the requester continues the replier's trace"
+    );
+}
+
+/// A traced message paged out to the spill file (a lazy queue, behind 100 KiB of untraced
+/// messages) keeps its place in the trace: its delivery has queue and deliver spans under the
+/// broker's publish span, and the consumer gets the deliver span in `traceparent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_message_stays_in_its_trace() {
+    let (rx, otlp) = start_receiver().await;
+    let server = traced_broker(otlp, true).await;
+    let (conn, ch) = confirming_channel(&server).await;
+    let q = unique("trace-paged");
+    let mut args = FieldTable::default();
+    args.insert("x-queue-mode".into(), AMQPValue::LongString("lazy".into()));
+    declare_with(&ch, &q, args).await;
+    let filler = vec![7u8; 1024];
+    let mut confirms = Vec::new();
+    for _ in 0..100 {
+        let c = within(
+            "publish",
+            ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                Default::default(),
+                &filler,
+                BasicProperties::default(),
+            ),
+        )
+        .await
+        .expect("publish");
+        confirms.push(c);
+    }
+    for c in confirms {
+        within("confirm", c).await.expect("confirm");
+    }
+    let t = "4bf92f3577b34da6a3ce929d0e0e4736";
+    publish(&ch, "", &q, traced_props(t, "00f067aa0ba902b7")).await;
+    let mut c = consumer(&ch, &q).await;
+    let mut last = FieldTable::default();
+    for _ in 0..101 {
+        let d = within("delivery", c.next())
+            .await
+            .expect("stream ended")
+            .expect("delivery");
+        within("ack", d.ack(Default::default())).await.expect("ack");
+        last = d.properties.headers().clone().unwrap_or_default();
+    }
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+    let spans = rx.spans_in(t);
+    let publish = named(&spans, "publish amq.default");
+    let deliver = named(&spans, &format!("deliver {q}"));
+    assert_eq!(deliver.parent_span_id, publish.span_id);
+    assert!(spans.iter().any(|s| s.name == format!("queue {q}")));
+    assert_eq!(
+        header_str(&last, "traceparent").as_deref(),
+        Some(traceparent(t, &hex(&deliver.span_id), true).as_str()),
+        "the consumer continues the trace"
     );
 }
