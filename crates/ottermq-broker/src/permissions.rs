@@ -20,7 +20,7 @@ use base64::Engine;
 use parking_lot::RwLock;
 use regex::Regex;
 use sha2::{Digest, Sha256, Sha512};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -223,18 +223,23 @@ struct Model {
     permissions: BTreeMap<(String, String), Arc<Permission>>,
     /// (vhost, user, exchange) -> topic permission.
     topic: BTreeMap<(String, String, String), Arc<TopicPermission>>,
+    /// Users deleted (and not created again): a configured user deleted through the API stays
+    /// deleted at the next start, as RabbitMQ's default user does once the database exists.
+    deleted: BTreeSet<String>,
 }
 
 impl Model {
     fn apply(&mut self, c: UserChange) {
         match c {
             UserChange::PutUser(u) => {
+                self.deleted.remove(&u.name);
                 self.users.insert(u.name.clone(), u);
             }
             UserChange::DeleteUser(name) => {
                 self.users.remove(&name);
                 self.permissions.retain(|(_, u), _| *u != name);
                 self.topic.retain(|(_, u, _), _| *u != name);
+                self.deleted.insert(name);
             }
             UserChange::SetPermission { vhost, user, perm } => {
                 self.permissions.insert((vhost, user), Arc::new(perm));
@@ -281,6 +286,7 @@ impl Model {
                 perm: (**perm).clone(),
             });
         }
+        out.extend(self.deleted.iter().cloned().map(UserChange::DeleteUser));
         out
     }
 }
@@ -330,7 +336,14 @@ impl UserStore {
         for c in recovered {
             model.apply(c);
         }
-        let known: Vec<String> = model.users.keys().cloned().collect();
+        // A configured user is added when the log does not know it: neither present (its
+        // password may have been changed through the API) nor deleted through the API.
+        let known: BTreeSet<String> = model
+            .users
+            .keys()
+            .chain(model.deleted.iter())
+            .cloned()
+            .collect();
         for c in seed {
             let take = fresh
                 || match &c {

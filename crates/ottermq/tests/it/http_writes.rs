@@ -633,9 +633,22 @@ async fn users_and_permissions_survive_a_restart() {
         return;
     }
     let dir = std::env::temp_dir().join(unique("ottermq-users"));
-    let d = dir.clone();
-    let server = ottermq::testing::start_test_broker_with(move |s| s.data_dir = d).await;
+    // Every start has the configured user `erin`; deleted through the API, it stays deleted.
+    let start = |dir: &std::path::Path| {
+        let d = dir.to_path_buf();
+        ottermq::testing::start_test_broker_with(move |s| {
+            s.data_dir = d;
+            s.broker.users.push(ottermq_broker::UserConfig {
+                name: "erin".into(),
+                password: "pw".into(),
+                tags: vec![],
+            });
+        })
+    };
+    let server = start(&dir).await;
     let api = Api::new(&server, "guest", "guest");
+    expect(&api.get("/api/users/erin").await, 200);
+    expect(&api.delete("/api/users/erin").await, 204);
     expect(
         &api.put(
             "/api/users/carol",
@@ -681,9 +694,9 @@ async fn users_and_permissions_survive_a_restart() {
         "a password in plain text on disk"
     );
 
-    let d = dir.clone();
-    let server = ottermq::testing::start_test_broker_with(move |s| s.data_dir = d).await;
+    let server = start(&dir).await;
     let api = Api::new(&server, "guest", "changed");
+    expect_error(&api.get("/api/users/erin").await, 404);
     let u = api.get("/api/users/carol").await;
     expect(&u, 200);
     assert_eq!(u.body["tags"], "monitoring");
@@ -736,6 +749,12 @@ async fn users_and_permissions_survive_a_restart() {
             .status
             == 401
     );
+    server.shutdown().await;
+    // A third start reads the log the second one rewrote (compacted): still deleted.
+    let server = start(&dir).await;
+    let api = Api::new(&server, "guest", "changed");
+    expect_error(&api.get("/api/users/erin").await, 404);
+    expect(&api.get("/api/users/carol").await, 200);
     server.shutdown().await;
 
     // The export imports into a fresh broker: carol logs in there with the same password.
