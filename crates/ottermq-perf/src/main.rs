@@ -51,6 +51,11 @@ struct Opts {
     /// delivery-mode 2 and a durable queue
     #[arg(long)]
     persistent: bool,
+    /// Messages per producer (0: no limit): each stops after this many (once they are confirmed,
+    /// with --confirm), and the run ends early once all are sent and received, so runs
+    /// against two brokers move the same number of messages
+    #[arg(long, default_value_t = 0)]
+    count: u64,
     /// Messages per second per producer (0: as fast as possible)
     #[arg(long, default_value_t = 0)]
     rate: u64,
@@ -243,8 +248,27 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let _ = go_tx.send(true);
     let (mut last_sent, mut last_recv) = (0, 0);
+    // With --count the run ends within 10 ms of the last message being settled.
+    let done = || {
+        let total = o.count * o.producers as u64;
+        let settled = if o.confirm > 0 {
+            stats.confirmed.load(Ordering::Relaxed)
+        } else {
+            stats.sent.load(Ordering::Relaxed)
+        };
+        o.count > 0
+            && settled >= total
+            && (o.consumers == 0 || stats.received.load(Ordering::Relaxed) >= total)
+    };
     for sec in 1..=o.duration {
-        tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
+        let tick = start + Duration::from_secs(sec);
+        while o.count > 0 && Instant::now() + Duration::from_millis(10) < tick && !done() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if done() {
+            break;
+        }
+        tokio::time::sleep_until(tick.into()).await;
         if let Some(s) = broker_pid.as_deref().and_then(procstat::sample) {
             broker_rss_max = broker_rss_max.max(s.rss_kib);
         }
@@ -306,7 +330,7 @@ async fn main() -> anyhow::Result<()> {
     let report = serde_json::json!({
         "uri_host": t.addr,
         "producers": o.producers, "consumers": o.consumers, "size": o.size,
-        "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate,
+        "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate, "count": o.count,
         "exchange": o.exchange, "exchange_type": o.exchange_type, "queues": names.len(),
         "seconds": elapsed,
         "sent": sent, "received": received,
@@ -430,6 +454,12 @@ async fn produce(
     let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let mut n = o.batch as u64;
+        if o.count > 0 {
+            if seq >= o.count {
+                break;
+            }
+            n = n.min(o.count - seq);
+        }
         if o.confirm > 0 {
             loop {
                 let in_flight = seq - confirmed.load(Ordering::Relaxed);
@@ -461,6 +491,10 @@ async fn produce(
         wr.write_all(&out).await?;
         seq += n;
         stats.sent.fetch_add(n, Ordering::Relaxed);
+    }
+    // With --count the confirms still to come are read until the run stops.
+    while o.count > 0 && o.confirm > 0 && !stop.load(Ordering::Relaxed) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), window.notified()).await;
     }
     reader.abort();
     Ok(())

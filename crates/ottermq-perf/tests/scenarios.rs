@@ -163,3 +163,41 @@ async fn sink_takes_publishes_and_confirms_them() {
     assert!(n(&r, &["confirmed"]) + 1000 >= sent, "{r}");
     let _ = sink.kill().await;
 }
+
+/// `--count` makes both brokers of a comparison move the same number of messages: each
+/// producer sends exactly that many, all confirmed, the queue holds exactly them, and the run
+/// ends once they are confirmed instead of running out its duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_sends_exactly_that_many_and_ends_early() {
+    let server = ottermq::testing::start_test_broker().await;
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let r = perf(&[
+        "--uri",
+        &uri,
+        "-z",
+        "30",
+        "-x",
+        "2",
+        "-y",
+        "0",
+        "--confirm",
+        "100",
+        "--persistent",
+        "--count",
+        "5000",
+        "--keep-queue",
+        "--queue",
+        "counted",
+    ])
+    .await;
+    assert_eq!(n(&r, &["sent"]), 10_000, "{r}");
+    assert_eq!(n(&r, &["confirmed"]), 10_000, "{r}");
+    assert!(r["seconds"].as_f64().unwrap_or(99.0) < 29.0, "{r}");
+    let depth = server
+        .broker
+        .vhost("/")
+        .and_then(|v| v.queue(b"counted"))
+        .map(|q| q.counts().ready);
+    assert_eq!(depth, Some(10_000));
+    server.shutdown().await;
+}
