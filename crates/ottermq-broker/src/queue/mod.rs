@@ -207,7 +207,16 @@ impl Queue {
     /// A queue with the behaviour its arguments ask for (`x-max-priority`,
     /// `x-single-active-consumer`); the arguments were checked by [`check_declare_args`].
     pub fn new(name: ShortStr, vhost: Arc<str>, options: QueueOptions, owner: Option<u64>) -> Self {
-        let limits = limits::QueueLimits::lenient(&options.arguments);
+        let mut limits = limits::QueueLimits::lenient(&options.arguments);
+        let kind = queue_type::QueueType::of(&options.arguments);
+        if kind == queue_type::QueueType::Quorum
+            && limits.overflow == limits::Overflow::RejectPublishDlx
+        {
+            // RabbitMQ 3.10 accepts the declare but does not support it on a quorum queue: it
+            // logs this and uses its default, drop-head (rabbit_quorum_queue:overflow/3).
+            tracing::warn!(queue = %name, vhost = %vhost, "invalid overflow strategy reject-publish-dlx for a quorum queue; using drop-head");
+            limits.overflow = limits::Overflow::DropHead;
+        }
         let max = priority::max_priority(&options.arguments, &name.to_string_lossy(), &vhost)
             .ok()
             .flatten();
@@ -216,7 +225,7 @@ impl Queue {
             dispatch::single_active(&options.arguments),
         );
         Queue {
-            kind: queue_type::QueueType::of(&options.arguments),
+            kind,
             limits,
             vhost_ref: Weak::new(),
             may_expire: AtomicBool::new(false),

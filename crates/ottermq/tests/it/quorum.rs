@@ -638,3 +638,86 @@ async fn redeclare_compares_known_arguments_by_value() {
         ineq("'x-queue-type' for queue '{q}' in vhost '/': received the value 'quorum' of type 'longstr' but current is none")
     );
 }
+
+/// `x-overflow: reject-publish-dlx` is not a quorum queue strategy in 3.10: the declare is
+/// accepted (with a warning in its log) and the queue drops from the head instead, so a
+/// publish past `x-max-length` is confirmed and the oldest message is dead-lettered with
+/// reason `maxlen` (a classic queue would nack the new one, `dead_letter` tests).
+#[tokio::test]
+async fn reject_publish_dlx_on_a_quorum_queue_drops_the_head() {
+    let (server, url, _) = start().await;
+    let c = lapin_connect(&url).await;
+    let ch = channel(&c).await;
+    let (q, dlq, dlx) = (unique("qq-rpdlx"), unique("dlq"), unique("dlx"));
+    within(
+        "dlx",
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("exchange");
+    within(
+        "dlq",
+        ch.queue_declare(dlq.as_str().into(), durable(), FieldTable::default()),
+    )
+    .await
+    .expect("dlq");
+    within(
+        "bind",
+        ch.queue_bind(
+            dlq.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("bind");
+    let a = quorum(&[
+        ("x-max-length", AMQPValue::LongInt(1)),
+        ("x-overflow", s("reject-publish-dlx")),
+        ("x-dead-letter-exchange", s(&dlx)),
+    ]);
+    within("qq", ch.queue_declare(q.as_str().into(), durable(), a))
+        .await
+        .expect("accepted, as in 3.10");
+    within("confirm", ch.confirm_select(Default::default()))
+        .await
+        .expect("confirm.select");
+    for body in [b"first".as_slice(), b"second"] {
+        let pc = within(
+            "publish",
+            ch.basic_publish(
+                "".into(),
+                q.as_str().into(),
+                Default::default(),
+                body,
+                BasicProperties::default(),
+            ),
+        )
+        .await
+        .expect("publish");
+        let confirm = within("confirmation", pc).await.expect("confirmation");
+        assert!(confirm.is_ack(), "drop-head confirms every publish");
+    }
+    let kept = get(&ch, &q).await.expect("the newest stays");
+    assert_eq!(kept.delivery.data, b"second");
+    let mut dead = None;
+    for _ in 0..50 {
+        dead = get(&ch, &dlq).await;
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dead = dead.expect("the head was dead-lettered");
+    assert_eq!(dead.delivery.data, b"first");
+    let h = dead.delivery.properties.headers().clone().expect("headers");
+    assert_eq!(h.inner().get("x-first-death-reason"), Some(&s("maxlen")));
+    server.shutdown().await;
+}
