@@ -15,7 +15,7 @@ use crate::auth::AuthUser;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -291,6 +291,67 @@ fn quote_plus(s: &str) -> String {
     out
 }
 
+/// A URL path segment as RabbitMQ's management plugin quotes one (`rabbit_mgmt_format:url`,
+/// `quote_plus`: `~` is safe there), except that a space is `%20`, not `+`: a path segment's
+/// `+` is not decoded to a space (by RabbitMQ's server either), so `+` would name another
+/// object.
+fn url_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `to` relative to `from`, as RabbitMQ's `rabbit_web_dispatch_util:relativise/2` makes a
+/// `Location`: the common leading segments are dropped, keeping the last segment of `from`
+/// when `to` continues below it, and one `..` per further segment of `from` otherwise.
+fn relativise(from: &str, to: &str) -> String {
+    let from: Vec<&str> = from.split('/').filter(|p| !p.is_empty()).collect();
+    let to: Vec<&str> = to.split('/').filter(|p| !p.is_empty()).collect();
+    let mut i = 0;
+    while i < from.len() && i < to.len() && from[i] == to[i] {
+        if i + 1 == from.len() {
+            return to[i..].join("/");
+        }
+        i += 1;
+    }
+    let mut out = vec![".."; (from.len() - i).saturating_sub(1)];
+    out.extend_from_slice(&to[i..]);
+    out.join("/")
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    /// The Locations RabbitMQ 3.10 gives (worked through `relativise/2` and `url/2`).
+    #[test]
+    fn binding_locations_follow_rabbitmq() {
+        let to = |props: &str| format!("/api/bindings/%2F/e/hx/q/hq/{}", url_segment(props));
+        assert_eq!(
+            relativise("/api/bindings/%2F/e/hx/q/hq", &to("a.%2A")),
+            "hq/a.%252A"
+        );
+        assert_eq!(relativise("/api/bindings/%2F/e/hx/q/hq", &to("~")), "hq/~");
+        assert_eq!(
+            relativise("/api/bindings/%2F/e/hx/q/hq/", &to("k~3ujGfg")),
+            "hq/k~3ujGfg"
+        );
+        // A request spelled differently (lower-case escape) shares a shorter prefix.
+        assert_eq!(
+            relativise("/api/bindings/%2f/e/hx/q/hq", &to("~")),
+            "../../../../%2F/e/hx/q/hq/~"
+        );
+        assert_eq!(url_segment("my q/x"), "my%20q%2Fx");
+    }
+}
+
 /// A binding's `properties_key`, as RabbitMQ 3.10 builds it (`pack_binding_props`): `~` for
 /// the empty key without arguments, the quoted key, or the quoted key, `~` and the arguments'
 /// `phash2` in base64url (see [`super::args_hash`]).
@@ -358,10 +419,13 @@ fn binding_ends(
 }
 
 /// `POST /api/bindings/{vhost}/e/{exchange}/q/{queue}`: `routing_key` (default empty),
-/// `arguments`. 201 with `Location: /api/bindings/{vhost}/e/{exchange}/q/{queue}/{props}`.
+/// `arguments`. 201 with a `Location` of the new binding, as RabbitMQ 3.10 writes it: relative
+/// to the request's path (`{queue}/{props}` for the usual request) and with the properties key
+/// quoted once more (`a.%2A` is `a.%252A`), so it resolves to the binding's URL.
 pub async fn post_binding(
     State(s): State<AppState>,
     Extension(me): Extension<AuthUser>,
+    OriginalUri(uri): OriginalUri,
     Path((vh, exchange, queue)): Path<(String, String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -383,12 +447,14 @@ pub async fn post_binding(
         .await
         .map_err(|e| ApiError::bad_request(e.to_string()))?
         .map_err(amqp_error)?;
-    let location = format!(
-        "/api/bindings/{}/e/{}/q/{}/{props}",
-        quote_plus(&vh).replace('+', "%20"),
-        quote_plus(&exchange).replace('+', "%20"),
-        quote_plus(&queue).replace('+', "%20"),
+    let to = format!(
+        "/api/bindings/{}/e/{}/q/{}/{}",
+        url_segment(&vh),
+        url_segment(&exchange),
+        url_segment(&queue),
+        url_segment(&props),
     );
+    let location = relativise(uri.path(), &to);
     Ok((StatusCode::CREATED, [(header::LOCATION, location)]).into_response())
 }
 
