@@ -326,32 +326,6 @@ fn relativise(from: &str, to: &str) -> String {
     out.join("/")
 }
 
-#[cfg(test)]
-mod location_tests {
-    use super::*;
-
-    /// The Locations RabbitMQ 3.10 gives (worked through `relativise/2` and `url/2`).
-    #[test]
-    fn binding_locations_follow_rabbitmq() {
-        let to = |props: &str| format!("/api/bindings/%2F/e/hx/q/hq/{}", url_segment(props));
-        assert_eq!(
-            relativise("/api/bindings/%2F/e/hx/q/hq", &to("a.%2A")),
-            "hq/a.%252A"
-        );
-        assert_eq!(relativise("/api/bindings/%2F/e/hx/q/hq", &to("~")), "hq/~");
-        assert_eq!(
-            relativise("/api/bindings/%2F/e/hx/q/hq/", &to("k~3ujGfg")),
-            "hq/k~3ujGfg"
-        );
-        // A request spelled differently (lower-case escape) shares a shorter prefix.
-        assert_eq!(
-            relativise("/api/bindings/%2f/e/hx/q/hq", &to("~")),
-            "../../../../%2F/e/hx/q/hq/~"
-        );
-        assert_eq!(url_segment("my q/x"), "my%20q%2Fx");
-    }
-}
-
 /// A binding's `properties_key`, as RabbitMQ 3.10 builds it (`pack_binding_props`): `~` for
 /// the empty key without arguments, the quoted key, or the quoted key, `~` and the arguments'
 /// `phash2` in base64url (see [`super::args_hash`]).
@@ -482,4 +456,30 @@ pub async fn delete_binding(
         .map_err(|e| ApiError::bad_request(e.to_string()))?
         .map_err(amqp_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    /// The Locations RabbitMQ 3.10 gives (worked through `relativise/2` and `url/2`).
+    #[test]
+    fn binding_locations_follow_rabbitmq() {
+        let to = |props: &str| format!("/api/bindings/%2F/e/hx/q/hq/{}", url_segment(props));
+        assert_eq!(
+            relativise("/api/bindings/%2F/e/hx/q/hq", &to("a.%2A")),
+            "hq/a.%252A"
+        );
+        assert_eq!(relativise("/api/bindings/%2F/e/hx/q/hq", &to("~")), "hq/~");
+        assert_eq!(
+            relativise("/api/bindings/%2F/e/hx/q/hq/", &to("k~3ujGfg")),
+            "hq/k~3ujGfg"
+        );
+        // A request spelled differently (lower-case escape) shares a shorter prefix.
+        assert_eq!(
+            relativise("/api/bindings/%2f/e/hx/q/hq", &to("~")),
+            "../../../../%2F/e/hx/q/hq/~"
+        );
+        assert_eq!(url_segment("my q/x"), "my%20q%2Fx");
+    }
 }
