@@ -10,6 +10,8 @@
 # the load generator's maximum publish rate, to compare the broker figures against.
 # Scenario "s5floor" runs S5 against the sink, which forwards each publish to the consumer:
 # the latency floor of the load generator and the machine, included in every broker's S5.
+# S5 and s5floor run the load generator (and the sink) on one thread (--single-thread); set
+# S5_THREADS=multi to run them on tokio's multi-thread runtime as the other scenarios do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -33,23 +35,24 @@ esac
 # The sink (scenario "ceiling") on a free port; it prints {"sink":"127.0.0.1:PORT"} first.
 case " $SCENARIOS " in
   *" ceiling "*|*" s5floor "*)
-    target/release/ottermq-perf --sink 127.0.0.1:0 >"$DATA/sink" &
+    target/release/ottermq-perf --sink 127.0.0.1:0 $([ "${S5_THREADS:-single}" = single ] && echo --single-thread) >"$DATA/sink" &
     SINK_PID=$!
     for _ in $(seq 1 50); do [ -s "$DATA/sink" ] && break; sleep 0.1; done
     SINK_ADDR=$(sed -n 's/.*"sink":"\([^"]*\)".*/\1/p' "$DATA/sink" | head -1) ;;
 esac
 sleep 1
 
+s5_threads() { [ "${S5_THREADS:-single}" = single ] && echo --single-thread; true; }
 args_for() {
   case "$1" in
     s1) echo "-x 1 -y 1 -s 16" ;;                                   # autoack
     s2) echo "-x 1 -y 1 -s 1024 --manual-ack --prefetch 100 --multi-ack 50" ;;
     s3) echo "-x 1 -y 1 -s 1024 --confirm 1000 --persistent --manual-ack --prefetch 100 --multi-ack 50" ;;
     s4) echo "-x 1 -y 10 -s 256 --queues 10 --exchange bench-s4 --exchange-type fanout" ;;  # fanout, one consumer per queue
-    s5) echo "-x 1 -y 1 -s 1024 --rate 1000" ;;
+    s5) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_threads)" ;;
     s6) echo "-x 500 -y 500 -s 256 --queues 500 --rate 10" ;;      # 500 connections each way at 10 msg/s
     ceiling) echo "-x 1 -y 0 -s 16" ;;                              # S1's producer against the sink
-    s5floor) echo "-x 1 -y 1 -s 1024 --rate 1000" ;;                # S5 against the forwarding sink
+    s5floor) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_threads)" ;;  # S5 against the forwarding sink
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
