@@ -88,6 +88,41 @@ async fn nack_requeue(ch: &Channel, tag: u64) {
     .expect("nack");
 }
 
+/// A fanout dead-letter exchange bound to a durable queue: returns (queue, exchange).
+async fn dead_letter_target(ch: &Channel) -> (String, String) {
+    let (dlq, dlx) = (unique("dlq"), unique("dlx"));
+    within(
+        "dlx",
+        ch.exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("exchange");
+    within(
+        "dlq",
+        ch.queue_declare(dlq.as_str().into(), durable(), FieldTable::default()),
+    )
+    .await
+    .expect("dlq");
+    within(
+        "bind",
+        ch.queue_bind(
+            dlq.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            Default::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("bind");
+    (dlq, dlx)
+}
+
 #[tokio::test]
 async fn declare_rules_follow_rabbitmq_3_10() {
     let (_server, url, http) = start().await;
@@ -156,36 +191,8 @@ async fn delivery_limit_dead_letters_after_the_limit() {
     let (server, url, http) = start().await;
     let c = lapin_connect(&url).await;
     let ch = channel(&c).await;
-    let (q, dlq, dlx) = (unique("qq-dl"), unique("dlq"), unique("dlx"));
-    within(
-        "dlx",
-        ch.exchange_declare(
-            dlx.as_str().into(),
-            ExchangeKind::Fanout,
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("exchange");
-    within(
-        "dlq",
-        ch.queue_declare(dlq.as_str().into(), durable(), FieldTable::default()),
-    )
-    .await
-    .expect("dlq");
-    within(
-        "bind",
-        ch.queue_bind(
-            dlq.as_str().into(),
-            dlx.as_str().into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("bind");
+    let q = unique("qq-dl");
+    let (dlq, dlx) = dead_letter_target(&ch).await;
     let a = quorum(&[
         ("x-delivery-limit", AMQPValue::LongInt(2)),
         ("x-dead-letter-exchange", s(&dlx)),
@@ -648,36 +655,8 @@ async fn reject_publish_dlx_on_a_quorum_queue_drops_the_head() {
     let (server, url, _) = start().await;
     let c = lapin_connect(&url).await;
     let ch = channel(&c).await;
-    let (q, dlq, dlx) = (unique("qq-rpdlx"), unique("dlq"), unique("dlx"));
-    within(
-        "dlx",
-        ch.exchange_declare(
-            dlx.as_str().into(),
-            ExchangeKind::Fanout,
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("exchange");
-    within(
-        "dlq",
-        ch.queue_declare(dlq.as_str().into(), durable(), FieldTable::default()),
-    )
-    .await
-    .expect("dlq");
-    within(
-        "bind",
-        ch.queue_bind(
-            dlq.as_str().into(),
-            dlx.as_str().into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("bind");
+    let q = unique("qq-rpdlx");
+    let (dlq, dlx) = dead_letter_target(&ch).await;
     let a = quorum(&[
         ("x-max-length", AMQPValue::LongInt(1)),
         ("x-overflow", s("reject-publish-dlx")),
