@@ -2,6 +2,7 @@
 # Runs benchmark scenarios with ottermq-perf against OtterMQ and RabbitMQ 3.10 in one run and
 # prints one JSON line per run. Usage: scripts/bench.sh [scenario ...] (default: s1)
 #   RUNS=3 DURATION=10 scripts/bench.sh s1
+#   RUNS=3 RUNS_s5=9 scripts/bench.sh s1 s5   (RUNS_<scenario> overrides RUNS for that one)
 #   BROKERS=ottermq DURATION=3 RUNS=1 scripts/bench.sh s4 s6 ceiling   (OtterMQ only)
 # Starts OtterMQ (release build) on 5690 and RabbitMQ on 5673 (scripts/rabbitmq.sh), stops
 # what it started, and leaves everything else alone. Each report carries the broker's CPU
@@ -10,8 +11,10 @@
 # the load generator's maximum publish rate, to compare the broker figures against.
 # Scenario "s5floor" runs S5 against the sink, which forwards each publish to the consumer:
 # the latency floor of the load generator and the machine, included in every broker's S5.
-# S5 and s5floor run the load generator (and the sink) on one thread (--single-thread); set
-# S5_THREADS=multi to run them on tokio's multi-thread runtime as the other scenarios do.
+# S5 and s5floor run the load generator as one thread that sleeps in ppoll between sends
+# and deliveries (--poll-loop); S5_MODE=single runs it on a current-thread tokio runtime
+# instead (--single-thread, the fifth session's figures), S5_MODE=multi on the multi-thread
+# runtime the other scenarios use. The sink runs on one thread unless S5_MODE=multi.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -35,30 +38,38 @@ esac
 # The sink (scenario "ceiling") on a free port; it prints {"sink":"127.0.0.1:PORT"} first.
 case " $SCENARIOS " in
   *" ceiling "*|*" s5floor "*)
-    target/release/ottermq-perf --sink 127.0.0.1:0 $([ "${S5_THREADS:-single}" = single ] && echo --single-thread) >"$DATA/sink" &
+    target/release/ottermq-perf --sink 127.0.0.1:0 $([ "${S5_MODE:-poll}" = multi ] || echo --single-thread) >"$DATA/sink" &
     SINK_PID=$!
     for _ in $(seq 1 50); do [ -s "$DATA/sink" ] && break; sleep 0.1; done
     SINK_ADDR=$(sed -n 's/.*"sink":"\([^"]*\)".*/\1/p' "$DATA/sink" | head -1) ;;
 esac
 sleep 1
 
-s5_threads() { [ "${S5_THREADS:-single}" = single ] && echo --single-thread; true; }
+s5_mode() {
+  case "${S5_MODE:-poll}" in
+    poll) echo --poll-loop ;;
+    single) echo --single-thread ;;
+    multi) ;;
+    *) echo "S5_MODE is poll, single or multi" >&2; exit 2 ;;
+  esac
+}
 args_for() {
   case "$1" in
     s1) echo "-x 1 -y 1 -s 16" ;;                                   # autoack
     s2) echo "-x 1 -y 1 -s 1024 --manual-ack --prefetch 100 --multi-ack 50" ;;
     s3) echo "-x 1 -y 1 -s 1024 --confirm 1000 --persistent --manual-ack --prefetch 100 --multi-ack 50" ;;
     s4) echo "-x 1 -y 10 -s 256 --queues 10 --exchange bench-s4 --exchange-type fanout" ;;  # fanout, one consumer per queue
-    s5) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_threads)" ;;
+    s5) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_mode)" ;;
     s6) echo "-x 500 -y 500 -s 256 --queues 500 --rate 10" ;;      # 500 connections each way at 10 msg/s
     ceiling) echo "-x 1 -y 0 -s 16" ;;                              # S1's producer against the sink
-    s5floor) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_threads)" ;;  # S5 against the forwarding sink
+    s5floor) echo "-x 1 -y 1 -s 1024 --rate 1000 $(s5_mode)" ;;  # S5 against the forwarding sink
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
 
 for sc in $SCENARIOS; do
-  for run in $(seq 1 "$RUNS"); do
+  runs_var="RUNS_$sc"   # RUNS_s5=9: more runs of one scenario (a p99 on a shared VM is noisy)
+  for run in $(seq 1 "${!runs_var:-$RUNS}"); do
     for broker in $BROKERS; do
       host=127.0.0.1:5690; pid=$OTTER_PID
       if [ "$broker" = rabbitmq ]; then host=127.0.0.1:5673; pid=$(cat "$RABBIT_PID_FILE" 2>/dev/null || echo); fi

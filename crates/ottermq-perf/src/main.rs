@@ -2,8 +2,10 @@
 //! send / receive rates and end-to-end latency (each body carries its send time).
 
 mod client;
+mod poll_loop;
 mod procstat;
 mod sink;
+mod wire;
 
 use anyhow::Context;
 use bytes::BytesMut;
@@ -14,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use wire::{encode_publishes, Deliveries};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -85,6 +88,12 @@ struct Opts {
     /// worker, which lowers the tool's own latency at low rates (S5); not for throughput runs
     #[arg(long)]
     single_thread: bool,
+    /// Run every producer and consumer on one OS thread that sends each message at its due
+    /// time and otherwise sleeps in ppoll on the consumers' sockets (see poll_loop.rs): no
+    /// async reactor between the clock, the socket and the timestamps, the lowest latency the
+    /// tool can report at a paced rate (S5). Needs --rate; no --confirm
+    #[arg(long)]
+    poll_loop: bool,
     /// Broker process id: its CPU share and resident memory go into the report
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -158,6 +167,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     }
     anyhow::ensure!(o.size >= 8, "--size must be at least 8 (the timestamp)");
     anyhow::ensure!(o.queues >= 1, "--queues must be at least 1");
+    anyhow::ensure!(
+        !o.poll_loop || (o.confirm == 0 && o.rate > 0),
+        "--poll-loop needs --rate and does not read confirms (no --confirm)"
+    );
     let t = Arc::new(parse_uri(&o.uri)?);
     let epoch = Instant::now();
     let stats = Arc::new(Stats {
@@ -224,7 +237,16 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     }
 
     let mut consumers = Vec::new();
-    for i in 0..o.consumers {
+    // Producers start together once every connection is open, so the counts cover the same
+    // interval as the rates (opening 1,000 connections takes a while).
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    // With --poll-loop one task below holds every connection instead.
+    let (async_consumers, async_producers) = if o.poll_loop {
+        (0, 0)
+    } else {
+        (o.consumers, o.producers)
+    };
+    for i in 0..async_consumers {
         let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
         consumers.push(tokio::spawn(consume(
             conn,
@@ -236,11 +258,8 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             stop.clone(),
         )));
     }
-    // Producers start together once every connection is open, so the counts cover the same
-    // interval as the rates (opening 1,000 connections takes a while).
-    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
     let mut producers = Vec::new();
-    for i in 0..o.producers {
+    for i in 0..async_producers {
         let conn = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
         producers.push(tokio::spawn(produce(
             conn,
@@ -253,10 +272,15 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         )));
     }
 
+    if o.poll_loop {
+        consumers.push(spawn_poll_loop(&t, &o, &names, go_rx.clone(), epoch, &stats, &stop).await?);
+    }
+
     let ticks = procstat::clock_ticks();
     let broker_pid = o.broker_pid.map(|p| p.to_string());
     let broker_start = broker_pid.as_deref().and_then(procstat::sample);
     let self_start = procstat::sample("self");
+    let machine_start = procstat::machine();
     let mut broker_rss_max = broker_start.map_or(0, |s| s.rss_kib);
     let start = Instant::now();
     let _ = go_tx.send(true);
@@ -309,6 +333,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         .collect();
     let broker_end = broker_pid.as_deref().and_then(procstat::sample);
     let self_end = procstat::sample("self");
+    let steal = match (machine_start, procstat::machine()) {
+        (Some(a), Some(b)) => serde_json::json!(procstat::steal_percent(a, b)),
+        _ => serde_json::Value::Null,
+    };
     let broker = match (broker_start, broker_end) {
         (Some(a), Some(b)) => serde_json::json!({
             "pid": o.broker_pid,
@@ -343,7 +371,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     let report = serde_json::json!({
         "uri_host": t.addr,
         "producers": o.producers, "consumers": o.consumers, "size": o.size,
-        "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate, "count": o.count,
+        "manual_ack": o.manual_ack, "confirm": o.confirm, "persistent": o.persistent, "rate": o.rate, "count": o.count, "poll_loop": o.poll_loop, "single_thread": o.single_thread,
         "exchange": o.exchange, "exchange_type": o.exchange_type, "queues": names.len(),
         "seconds": elapsed,
         "sent": sent, "received": received,
@@ -355,7 +383,7 @@ async fn run(o: Opts) -> anyhow::Result<()> {
             "idle": per_consumer.iter().filter(|n| **n == 0).count(),
         },
         "broker": broker,
-        "perf_cpu_percent": perf_cpu,
+        "perf_cpu_percent": perf_cpu, "steal_percent": steal,
         "latency_us": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99), "max": pct(1.0), "samples": latencies.len()},
     });
     println!("{report}");
@@ -387,6 +415,19 @@ async fn run(o: Opts) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The properties of every publish: delivery-mode 2 with --persistent, none otherwise.
+fn publish_properties(o: &Opts) -> RawProperties {
+    if o.persistent {
+        BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .to_raw()
+    } else {
+        RawProperties::empty()
+    }
+}
+
 /// Publishes in batches until stopped, honouring the confirm window and the rate limit.
 async fn produce(
     mut c: Conn,
@@ -397,15 +438,7 @@ async fn produce(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
-    let props = if o.persistent {
-        BasicProperties {
-            delivery_mode: Some(2),
-            ..Default::default()
-        }
-        .to_raw()
-    } else {
-        RawProperties::empty()
-    };
+    let props = publish_properties(&o);
     let confirmed = Arc::new(AtomicU64::new(0));
     let window = Arc::new(tokio::sync::Notify::new());
     if o.confirm > 0 {
@@ -495,12 +528,7 @@ async fn produce(
             n = n.min(due - seq);
         }
         out.clear();
-        for _ in 0..n {
-            let ts = epoch.elapsed().as_nanos() as u64;
-            body[..8].copy_from_slice(&ts.to_be_bytes());
-            encode_method(&mut out, 1, &publish);
-            encode_content(&mut out, 1, &props, &body, frame_max);
-        }
+        encode_publishes(&mut out, n, epoch, &mut body, &publish, &props, frame_max);
         wr.write_all(&out).await?;
         seq += n;
         stats.sent.fetch_add(n, Ordering::Relaxed);
@@ -523,6 +551,76 @@ async fn consume(
     stats: Arc<Stats>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Vec<u32>> {
+    start_consuming(&mut c, &o, &queue).await?;
+    let mut d = Deliveries::new(o.manual_ack, o.multi_ack);
+    while !stop.load(Ordering::Relaxed) {
+        let got = d.drain(&mut c.buf, epoch)?;
+        if got > 0 {
+            stats.received.fetch_add(got, Ordering::Relaxed);
+            stats.per_consumer[index].fetch_add(got, Ordering::Relaxed);
+        }
+        if !d.acks.is_empty() {
+            c.wr.write_all(&d.acks).await?;
+            d.acks.clear();
+        }
+        use tokio::io::AsyncReadExt;
+        match tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.buf)).await {
+            Ok(Ok(0)) => anyhow::bail!("connection closed by broker"),
+            Ok(Err(e)) => return Err(e.into()),
+            _ => {}
+        }
+    }
+    Ok(d.latencies)
+}
+
+/// Opens and sets up every connection of a --poll-loop run, then hands them to one blocking
+/// thread once the producers may start; the task yields the latencies.
+async fn spawn_poll_loop(
+    t: &Target,
+    o: &Opts,
+    names: &[String],
+    mut go: tokio::sync::watch::Receiver<bool>,
+    epoch: Instant,
+    stats: &Arc<Stats>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<Vec<u32>>>> {
+    let mut consumers = Vec::new();
+    for index in 0..o.consumers {
+        let mut c = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
+        start_consuming(&mut c, o, &names[index % names.len()]).await?;
+        let sock = c.rd.reunite(c.wr)?.into_std()?;
+        consumers.push(poll_loop::Consumer {
+            sock,
+            buf: c.buf,
+            index,
+        });
+    }
+    let mut producers = Vec::new();
+    for i in 0..o.producers {
+        let c = Conn::open(&t.addr, &t.user, &t.pass, &t.vhost).await?;
+        let frame_max = c.frame_max;
+        let sock = c.rd.reunite(c.wr)?.into_std()?;
+        let routing_key = names[i % names.len()].clone();
+        producers.push(poll_loop::Producer {
+            sock,
+            frame_max,
+            routing_key,
+        });
+    }
+    let (o, stats, stop) = (o.clone(), stats.clone(), stop.clone());
+    Ok(tokio::spawn(async move {
+        if go.wait_for(|go| *go).await.is_err() {
+            return Ok(Vec::new());
+        }
+        tokio::task::spawn_blocking(move || {
+            poll_loop::run(producers, consumers, &o, epoch, &stats, &stop)
+        })
+        .await?
+    }))
+}
+
+/// basic.qos (with --manual-ack) and basic.consume on channel 1, waiting for consume-ok.
+async fn start_consuming(c: &mut Conn, o: &Opts, queue: &str) -> anyhow::Result<()> {
     if o.manual_ack {
         c.send(
             1,
@@ -538,7 +636,7 @@ async fn consume(
     c.send(
         1,
         &Method::BasicConsume(BasicConsume {
-            queue: queue.as_str().into(),
+            queue: queue.into(),
             no_ack: !o.manual_ack,
             ..Default::default()
         }),
@@ -547,70 +645,5 @@ async fn consume(
     let Method::BasicConsumeOk(_) = c.method().await? else {
         anyhow::bail!("basic.consume failed")
     };
-    let mut latencies = Vec::with_capacity(1 << 20);
-    let mut last_tag = 0u64;
-    let mut unacked = 0u64;
-    let mut acks = BytesMut::new();
-    let mut want_body = false;
-    while !stop.load(Ordering::Relaxed) {
-        let mut got = 0u64;
-        loop {
-            match decode_frame(&mut c.buf, 0)? {
-                Some(Frame::Method {
-                    method: Method::BasicDeliver(d),
-                    ..
-                }) => {
-                    last_tag = d.delivery_tag;
-                    want_body = true;
-                }
-                Some(Frame::Body { payload, .. }) if want_body => {
-                    want_body = false;
-                    if payload.len() >= 8 {
-                        let mut ts = [0u8; 8];
-                        ts.copy_from_slice(&payload[..8]);
-                        let sent = u64::from_be_bytes(ts);
-                        let now = epoch.elapsed().as_nanos() as u64;
-                        latencies
-                            .push((now.saturating_sub(sent) / 1000).min(u32::MAX as u64) as u32);
-                    }
-                    got += 1;
-                    unacked += 1;
-                    if o.manual_ack && unacked >= o.multi_ack {
-                        encode_method(
-                            &mut acks,
-                            1,
-                            &Method::BasicAck(BasicAck {
-                                delivery_tag: last_tag,
-                                multiple: true,
-                            }),
-                        );
-                        unacked = 0;
-                    }
-                }
-                Some(Frame::Method {
-                    method: Method::ChannelClose(cl),
-                    ..
-                }) => {
-                    anyhow::bail!("channel closed: {} {}", cl.reply_code, cl.reply_text)
-                }
-                Some(_) => {}
-                None => break,
-            }
-        }
-        if got > 0 {
-            stats.received.fetch_add(got, Ordering::Relaxed);
-            stats.per_consumer[index].fetch_add(got, Ordering::Relaxed);
-        }
-        if !acks.is_empty() {
-            c.wr.write_all(&acks).await?;
-            acks.clear();
-        }
-        use tokio::io::AsyncReadExt;
-        match tokio::time::timeout(Duration::from_millis(200), c.rd.read_buf(&mut c.buf)).await {
-            Ok(Ok(0)) => anyhow::bail!("connection closed by broker"),
-            Ok(Err(e)) => return Err(e.into()),
-            _ => {}
-        }
-    }
-    Ok(latencies)
+    Ok(())
 }

@@ -51,3 +51,60 @@ pub fn cpu_percent(start: Sample, end: Sample, ticks_per_sec: f64, seconds: f64)
     }
     end.cpu_ticks.saturating_sub(start.cpu_ticks) as f64 / ticks_per_sec / seconds * 100.0
 }
+
+/// The machine's CPU time from the first line of /proc/stat, in ticks: all of it, and the
+/// part the hypervisor gave to someone else ("steal"). On a shared VM a run's tail latency
+/// follows the steal during it, so the report carries it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineSample {
+    pub total: u64,
+    pub steal: u64,
+}
+
+/// None when /proc/stat is not there or not in the Linux format.
+pub fn machine() -> Option<MachineSample> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is
+    // already counted in user, so the total is the first eight.
+    Some(MachineSample {
+        total: fields.iter().take(8).sum(),
+        steal: *fields.get(7)?,
+    })
+}
+
+/// Steal over a run as a percentage of all the machine's CPU time.
+pub fn steal_percent(start: MachineSample, end: MachineSample) -> f64 {
+    let total = end.total.saturating_sub(start.total);
+    if total == 0 {
+        return 0.0;
+    }
+    end.steal.saturating_sub(start.steal) as f64 / total as f64 * 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_a_share_of_all_cpu_time() {
+        let a = MachineSample {
+            total: 1_000,
+            steal: 10,
+        };
+        let b = MachineSample {
+            total: 1_400,
+            steal: 14,
+        };
+        assert!((steal_percent(a, b) - 1.0).abs() < 1e-9);
+        assert_eq!(steal_percent(b, b), 0.0);
+        let m = machine().expect("/proc/stat on Linux");
+        assert!(m.total > 0 && m.steal <= m.total);
+    }
+}

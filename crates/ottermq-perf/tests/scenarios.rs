@@ -35,6 +35,15 @@ async fn perf(args: &[&str]) -> Value {
     serde_json::from_str(line).expect("report is JSON")
 }
 
+/// Messages ready in a queue of the default vhost, None when there is no such queue.
+fn ready(server: &ottermq::RunningServer, queue: &str) -> Option<u64> {
+    server
+        .broker
+        .vhost("/")
+        .and_then(|v| v.queue(queue.as_bytes()))
+        .map(|q| q.counts().ready)
+}
+
 fn n(v: &Value, path: &[&str]) -> u64 {
     let mut cur = v;
     for p in path {
@@ -193,11 +202,56 @@ async fn count_sends_exactly_that_many_and_ends_early() {
     assert_eq!(n(&r, &["sent"]), 10_000, "{r}");
     assert_eq!(n(&r, &["confirmed"]), 10_000, "{r}");
     assert!(r["seconds"].as_f64().unwrap_or(99.0) < 29.0, "{r}");
-    let depth = server
-        .broker
-        .vhost("/")
-        .and_then(|v| v.queue(b"counted"))
-        .map(|q| q.counts().ready);
-    assert_eq!(depth, Some(10_000));
+    assert_eq!(ready(&server, "counted"), Some(10_000));
     server.shutdown().await;
+}
+
+/// --poll-loop holds every connection on one thread: paced sends reach every consumer, each
+/// delivery gives a latency sample, and the manual acks are written (nothing is left in the
+/// queues once the consumers' connections close, which would requeue what was unacked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_loop_paces_two_producers_and_acks_for_two_consumers() {
+    let server = ottermq::testing::start_test_broker().await;
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let mut args = vec!["--uri", uri.as_str()];
+    args.extend(
+        "-z 30 -x 2 -y 2 --queues 2 --rate 1000 --count 1500 --manual-ack --multi-ack 10 \
+         --keep-queue --queue paced --poll-loop"
+            .split_whitespace(),
+    );
+    let r = perf(&args).await;
+    assert_eq!(n(&r, &["sent"]), 3_000, "{r}");
+    assert_eq!(n(&r, &["received"]), 3_000, "{r}");
+    assert_eq!(n(&r, &["received_per_consumer", "min"]), 1_500, "{r}");
+    assert_eq!(n(&r, &["latency_us", "samples"]), 3_000, "{r}");
+    assert!(n(&r, &["latency_us", "p50"]) > 0, "{r}");
+    // 1,500 messages at 1,000 msg/s take at least 1.5 s: the sends were paced.
+    let secs = r["seconds"].as_f64().unwrap_or(0.0);
+    assert!((1.4..29.0).contains(&secs), "{r}");
+    for q in ["paced-0", "paced-1"] {
+        assert_eq!(ready(&server, q), Some(0), "{q}: {r}");
+    }
+    server.shutdown().await;
+}
+
+/// --poll-loop only paces: without --rate, or with confirms it does not read, it refuses.
+#[tokio::test]
+async fn poll_loop_refuses_unpaced_and_confirmed_runs() {
+    for extra in [&[][..], &["--rate", "10", "--confirm", "10"][..]] {
+        let out = Command::new(PERF)
+            .args([
+                "--uri",
+                "amqp://guest:guest@127.0.0.1:1/%2f",
+                "--poll-loop",
+                "--quiet",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .output()
+            .await
+            .expect("ottermq-perf ran");
+        assert!(!out.status.success(), "{extra:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--poll-loop needs --rate"), "{extra:?}: {err}");
+    }
 }
