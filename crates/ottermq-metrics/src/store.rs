@@ -415,7 +415,8 @@ impl SeriesStore {
 
     /// Starts a sampling round at wall-clock `now_ms` (Unix milliseconds) and returns its fine
     /// tick. The first call fixes the epoch; later calls round to the nearest tick, so jitter
-    /// under half an interval is absorbed. Rates use the exact `now_ms`.
+    /// under half an interval is absorbed. Rates are over the ticks' times (see
+    /// [`ObjectRecorder::counter`]), so a rate series adds up to its counter's increase.
     pub fn begin_tick(&mut self, now_ms: i64) -> u64 {
         let timeline = *self
             .timeline
@@ -446,7 +447,6 @@ impl SeriesStore {
                 config: &self.config,
                 timeline: Timeline::new(&self.config, 0),
                 tick: 0,
-                now_ms: 0,
                 series_count: &mut self.series_count,
             };
         };
@@ -457,7 +457,6 @@ impl SeriesStore {
             config: &self.config,
             timeline,
             tick: self.tick,
-            now_ms: self.now_ms,
             series_count: &mut self.series_count,
         }
     }
@@ -607,7 +606,6 @@ pub struct ObjectRecorder<'a> {
     config: &'a TierConfig,
     timeline: Timeline,
     tick: u64,
-    now_ms: i64,
     series_count: &'a mut usize,
 }
 
@@ -644,9 +642,14 @@ impl ObjectRecorder<'_> {
     /// Records a counter's running total; the series gets the per-second rate since the
     /// previous round (nothing on the first round, see [`RateTracker`]).
     pub fn counter(&mut self, metric: MetricId, total: u64) {
-        let (tick, now_ms) = (self.tick, self.now_ms);
+        // The rate is over the time between the ticks the readings were filed under, not the
+        // rounds' exact clock: the series is read as one value per tick slot, so a round that
+        // runs late (or two that land on one tick) would otherwise make it add up to more or
+        // less than the counter's increase. A second reading on the same tick gives no rate,
+        // and the next tick's rate covers it.
+        let (tick, tick_ms) = (self.tick, self.timeline.fine_time(self.tick));
         if let Some(s) = self.series(metric) {
-            if let Some(rate) = s.rate.update(total, now_ms) {
+            if let Some(rate) = s.rate.update(total, tick_ms) {
                 s.data.record(tick, rate);
             }
         }

@@ -77,7 +77,8 @@ fn shortcuts_and_jittered_ticks() {
     assert_eq!(store.begin_tick(T0 + 123), 0);
     store.record_counter(&b, MetricId::BytesIn, 0);
     store.record_gauge(&b, MetricId::Connections, 2);
-    // The sampler wakes up 40 ms late: same tick grid, exact elapsed time for the rate.
+    // The sampler wakes up 40 ms late: same tick grid, and the rate is over the tick
+    // spacing, so the point times 5 s is the increase.
     assert_eq!(store.begin_tick(T0 + 5_163), 1);
     assert_eq!(store.current_tick(), 1);
     assert_eq!(store.now_ms(), T0 + 5_163);
@@ -85,13 +86,52 @@ fn shortcuts_and_jittered_ticks() {
     store.record(&b, MetricId::MemoryRss, 1e9);
     assert_eq!(
         store.latest(&b, MetricId::BytesIn),
-        Some((T0 + 5_123, 1_000.0))
+        Some((T0 + 5_123, 1_008.0))
     );
     assert_eq!(
         store.latest(&b, MetricId::MemoryRss),
         Some((T0 + 5_123, 1e9))
     );
     assert_eq!(store.timeline().unwrap().epoch_ms(), T0 + 123);
+}
+
+/// Rounds that run late, early, twice on one tick or skip one: the rate series, each point
+/// times the time since the previous point, still adds up to the counter's increase.
+#[test]
+fn a_rate_series_adds_up_to_the_increase_under_jitter() {
+    let mut store = SeriesStore::new(TierConfig {
+        fine_interval: Duration::from_millis(200),
+        fine_len: 100,
+        coarse_interval: Duration::from_secs(1),
+        coarse_len: 10,
+    })
+    .unwrap();
+    let b = ObjectKey::Broker;
+    store.begin_tick(T0);
+    store.record_counter(&b, MetricId::Published, 0);
+    // (nominal tick, clock offset in ms, counter total): late, early, two rounds that land
+    // on tick 3, then tick 4 skipped.
+    let rounds = [
+        (1, 90, 30),
+        (2, -60, 100),
+        (3, 60, 180),
+        (3, 95, 190),
+        (5, 10, 400),
+    ];
+    for (tick, offset, total) in rounds {
+        store.begin_tick(T0 + tick * 200 + offset);
+        store.record_counter(&b, MetricId::Published, total);
+    }
+    let points = store
+        .points(&b, MetricId::Published, T0 + 2_000, Duration::from_secs(10))
+        .unwrap();
+    let mut sum = 0.0;
+    for w in points.windows(2) {
+        sum += w[1].1 * (w[1].0 - w[0].0) as f64 / 1000.0;
+    }
+    // The first point's rate covers the 200 ms before it.
+    sum += points[0].1 * 0.2;
+    assert!((sum - 400.0).abs() < 1e-9, "{sum} from {points:?}");
 }
 
 #[test]

@@ -13,8 +13,8 @@ async fn get(base: &str, path: &str) -> (u16, Value) {
     (status, r.json().await.expect("json body"))
 }
 
-/// Messages a rate series adds up to: each rate times the time since the previous sample (the
-/// sampler's real spacing, which drifts from the nominal 200 ms on a loaded machine).
+/// Messages a rate series adds up to: each rate times the time since the previous point (on a
+/// loaded machine the sampler can skip a 200 ms tick, and a rate then covers both).
 fn integrate(points: &[Value]) -> f64 {
     let mut total = 0.0;
     let mut prev: Option<f64> = None;
