@@ -35,6 +35,14 @@ async fn perf(args: &[&str]) -> Value {
     serde_json::from_str(line).expect("report is JSON")
 }
 
+/// Runs the perf binary against `server`, with `args` separated by spaces.
+async fn perf_on(server: &ottermq::RunningServer, args: &str) -> Value {
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let mut all = vec!["--uri", uri.as_str()];
+    all.extend(args.split_whitespace());
+    perf(&all).await
+}
+
 /// Messages ready in a queue of the default vhost, None when there is no such queue.
 fn ready(server: &ottermq::RunningServer, queue: &str) -> Option<u64> {
     server
@@ -56,29 +64,11 @@ fn n(v: &Value, path: &[&str]) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_to_ten_queues_delivers_every_message_to_each_consumer() {
     let server = ottermq::testing::start_test_broker().await;
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let r = perf(&[
-        "--uri",
-        &uri,
-        "-z",
-        "1",
-        "-x",
-        "1",
-        "-y",
-        "10",
-        "-s",
-        "256",
-        "--rate",
-        "2000",
-        "--queue",
-        "s4",
-        "--queues",
-        "10",
-        "--exchange",
-        "s4-fanout",
-        "--exchange-type",
-        "fanout",
-    ])
+    let r = perf_on(
+        &server,
+        "-z 1 -x 1 -y 10 -s 256 --rate 2000 --queue s4 --queues 10 --exchange s4-fanout \
+         --exchange-type fanout",
+    )
     .await;
     let (sent, received) = (n(&r, &["sent"]), n(&r, &["received"]));
     assert!(sent > 0, "{r}");
@@ -95,29 +85,12 @@ async fn fanout_to_ten_queues_delivers_every_message_to_each_consumer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_rate_limited_connections_report_broker_cpu_and_memory() {
     let server = ottermq::testing::start_test_broker().await;
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
     // The broker runs in this test process, so its pid is ours.
-    let pid = std::process::id().to_string();
-    let r = perf(&[
-        "--uri",
-        &uri,
-        "-z",
-        "2",
-        "-x",
-        "20",
-        "-y",
-        "20",
-        "--rate",
-        "10",
-        "-s",
-        "64",
-        "--queue",
-        "s6",
-        "--queues",
-        "20",
-        "--broker-pid",
-        &pid,
-    ])
+    let pid = std::process::id();
+    let r = perf_on(
+        &server,
+        &format!("-z 2 -x 20 -y 20 --rate 10 -s 64 --queue s6 --queues 20 --broker-pid {pid}"),
+    )
     .await;
     let (sent, received) = (n(&r, &["sent"]), n(&r, &["received"]));
     // 20 producers at 10 msg/s for 2 s, started together: about 400.
@@ -179,25 +152,10 @@ async fn sink_takes_publishes_and_confirms_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_sends_exactly_that_many_and_ends_early() {
     let server = ottermq::testing::start_test_broker().await;
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let r = perf(&[
-        "--uri",
-        &uri,
-        "-z",
-        "30",
-        "-x",
-        "2",
-        "-y",
-        "0",
-        "--confirm",
-        "100",
-        "--persistent",
-        "--count",
-        "5000",
-        "--keep-queue",
-        "--queue",
-        "counted",
-    ])
+    let r = perf_on(
+        &server,
+        "-z 30 -x 2 -y 0 --confirm 100 --persistent --count 5000 --keep-queue --queue counted",
+    )
     .await;
     assert_eq!(n(&r, &["sent"]), 10_000, "{r}");
     assert_eq!(n(&r, &["confirmed"]), 10_000, "{r}");
@@ -212,14 +170,12 @@ async fn count_sends_exactly_that_many_and_ends_early() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_loop_paces_two_producers_and_acks_for_two_consumers() {
     let server = ottermq::testing::start_test_broker().await;
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let mut args = vec!["--uri", uri.as_str()];
-    args.extend(
+    let r = perf_on(
+        &server,
         "-z 30 -x 2 -y 2 --queues 2 --rate 1000 --count 1500 --manual-ack --multi-ack 10 \
-         --keep-queue --queue paced --poll-loop"
-            .split_whitespace(),
-    );
-    let r = perf(&args).await;
+         --keep-queue --queue paced --poll-loop",
+    )
+    .await;
     assert_eq!(n(&r, &["sent"]), 3_000, "{r}");
     assert_eq!(n(&r, &["received"]), 3_000, "{r}");
     assert_eq!(n(&r, &["received_per_consumer", "min"]), 1_500, "{r}");

@@ -123,17 +123,7 @@ async fn consume_all(ch: &Channel, q: &str, tag: u8) {
     within("qos", ch.basic_qos(200, Default::default()))
         .await
         .expect("qos");
-    let mut consumer = within(
-        "consume",
-        ch.basic_consume(
-            q.into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume");
+    let mut consumer = consume(ch, q).await;
     for i in 0..COUNT {
         let d = tokio::time::timeout(LONG, consumer.next())
             .await
@@ -302,17 +292,7 @@ async fn a_million_small_messages_keep_ram_bounded() {
     within("qos", ch.basic_qos(2000, Default::default()))
         .await
         .expect("qos");
-    let mut consumer = within(
-        "consume",
-        ch.basic_consume(
-            "small".into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume");
+    let mut consumer = consume(&ch, "small").await;
     for i in 0..N {
         let d = tokio::time::timeout(LONG, consumer.next())
             .await

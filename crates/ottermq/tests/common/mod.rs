@@ -326,6 +326,16 @@ pub fn body(d: &lapin::message::Delivery) -> String {
     String::from_utf8_lossy(&d.data).into_owned()
 }
 
+/// A lapin consumer on `q` with manual acks and a tag the broker picks.
+pub async fn consume(ch: &lapin::Channel, q: &str) -> lapin::Consumer {
+    within(
+        "consume",
+        ch.basic_consume(q.into(), "".into(), Default::default(), Default::default()),
+    )
+    .await
+    .expect("consume")
+}
+
 /// A no-ack lapin consumer on `q`.
 pub async fn consume_no_ack(ch: &lapin::Channel, q: &str, tag: &str) -> lapin::Consumer {
     let opts = lapin::options::BasicConsumeOptions {

@@ -223,21 +223,6 @@ fn traced_props(t: &str, producer: &str) -> BasicProperties {
     ))))
 }
 
-/// Starts a consumer on `q` (manual acks).
-async fn consumer(ch: &Channel, q: &str) -> lapin::Consumer {
-    within(
-        "consume",
-        ch.basic_consume(
-            q.into(),
-            "".into(),
-            Default::default(),
-            FieldTable::default(),
-        ),
-    )
-    .await
-    .expect("consume")
-}
-
 /// The span called `name` among `spans`.
 fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     spans
@@ -264,7 +249,7 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, props: BasicProperties
 
 /// Consumes one message from `q`, acks it, returns its headers.
 async fn consume_one(ch: &Channel, q: &str) -> FieldTable {
-    let mut c = consumer(ch, q).await;
+    let mut c = consume(ch, q).await;
     let d = within("delivery", c.next())
         .await
         .expect("stream ended")
@@ -587,7 +572,7 @@ async fn dead_lettered_message_stays_in_its_trace() {
     let producer = "10f067aa0ba902b8";
     publish(&ch, "", &q, traced_props(t, producer)).await;
     // Rejected without requeue: dead-lettered into dlq.
-    let mut c = consumer(&ch, &q).await;
+    let mut c = consume(&ch, &q).await;
     let d = within("delivery", c.next())
         .await
         .expect("stream ended")
@@ -757,7 +742,7 @@ async fn paged_message_stays_in_its_trace() {
     }
     let t = "4bf92f3577b34da6a3ce929d0e0e4736";
     publish(&ch, "", &q, traced_props(t, "00f067aa0ba902b7")).await;
-    let mut c = consumer(&ch, &q).await;
+    let mut c = consume(&ch, &q).await;
     let mut last = FieldTable::default();
     for _ in 0..101 {
         let d = within("delivery", c.next())
