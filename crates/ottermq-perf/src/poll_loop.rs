@@ -47,16 +47,15 @@ pub struct Consumer {
 }
 
 /// Runs until stopped (or every producer reached `--count`); returns the consumers'
-/// latencies in microseconds.
+/// latencies in microseconds. The caller has checked that `--rate` is set.
 pub fn run(
     producers: Vec<Producer>,
-    mut consumers: Vec<Consumer>,
+    consumers: Vec<Consumer>,
     o: &Opts,
     epoch: Instant,
     stats: &Stats,
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<u32>> {
-    anyhow::ensure!(o.rate > 0, "--poll-loop needs --rate");
     for p in &producers {
         p.sock.set_nonblocking(false)?;
         p.sock.set_write_timeout(Some(WRITE_TIMEOUT))?;
@@ -77,10 +76,20 @@ pub fn run(
         })
         .collect();
     let mut sent = vec![0u64; producers.len()];
-    let mut deliveries: Vec<Deliveries> = consumers
+    // The sockets apart from the rest, so the poll set is built once and borrows them while
+    // each consumer's buffer and deliveries change.
+    let (socks, mut readers): (Vec<TcpStream>, Vec<(BytesMut, usize, Deliveries)>) = consumers
+        .into_iter()
+        .map(|c| {
+            let d = Deliveries::new(o.manual_ack, o.multi_ack);
+            (c.sock, (c.buf, c.index, d))
+        })
+        .unzip();
+    let mut fds: Vec<PollFd> = socks
         .iter()
-        .map(|_| Deliveries::new(o.manual_ack, o.multi_ack))
+        .map(|s| PollFd::new(s, PollFlags::IN))
         .collect();
+    let limit = if o.count > 0 { o.count } else { u64::MAX };
     let mut out = BytesMut::with_capacity(o.batch * (o.size + 64));
     let mut body = vec![0u8; o.size];
     let mut scratch = vec![0u8; READ_CHUNK];
@@ -95,7 +104,6 @@ pub fn run(
         let mut next = now + MAX_WAIT;
         let mut finished = o.count > 0;
         for (i, p) in producers.iter().enumerate() {
-            let limit = if o.count > 0 { o.count } else { u64::MAX };
             if sent[i] < limit && due_at(sent[i]) <= now {
                 let due = (now.duration_since(started).as_nanos() * o.rate as u128 / 1_000_000_000)
                     as u64
@@ -123,45 +131,40 @@ pub fn run(
         // Sleep until the next send is due or a consumer's socket has bytes.
         let wait = next.saturating_duration_since(Instant::now());
         let timeout = Timespec::try_from(wait)?;
-        let mut fds: Vec<PollFd> = consumers
-            .iter()
-            .map(|c| PollFd::new(&c.sock, PollFlags::IN))
-            .collect();
         poll(&mut fds, Some(&timeout))?;
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-        drop(fds);
-        for (c, d) in consumers
-            .iter_mut()
-            .zip(deliveries.iter_mut())
-            .zip(ready)
-            .filter_map(|(cd, r)| r.then_some(cd))
-        {
-            read_available(c, &mut scratch)?;
-            let got = d.drain(&mut c.buf, epoch)?;
+        for ((sock, fd), (buf, index, d)) in socks.iter().zip(&fds).zip(&mut readers) {
+            if fd.revents().is_empty() {
+                continue;
+            }
+            read_available(sock, buf, &mut scratch)?;
+            let got = d.drain(buf, epoch)?;
             if got > 0 {
                 stats.received.fetch_add(got, Ordering::Relaxed);
-                stats.per_consumer[c.index].fetch_add(got, Ordering::Relaxed);
+                stats.per_consumer[*index].fetch_add(got, Ordering::Relaxed);
             }
             if !d.acks.is_empty() {
-                (&c.sock).write_all(&d.acks)?;
+                (&*sock).write_all(&d.acks)?;
                 d.acks.clear();
             }
         }
-        if finished && consumers.is_empty() {
+        if finished && socks.is_empty() {
             break;
         }
     }
-    Ok(deliveries.into_iter().flat_map(|d| d.latencies).collect())
+    Ok(readers
+        .into_iter()
+        .flat_map(|(_, _, d)| d.latencies)
+        .collect())
 }
 
 /// Reads what the socket holds without blocking, through `scratch` (so only the bytes read
 /// are copied into the frame buffer); a closed connection is an error.
-fn read_available(c: &mut Consumer, scratch: &mut [u8]) -> anyhow::Result<()> {
+fn read_available(sock: &TcpStream, buf: &mut BytesMut, scratch: &mut [u8]) -> anyhow::Result<()> {
     loop {
-        match (&c.sock).read(scratch) {
+        match (&*sock).read(scratch) {
             Ok(0) => anyhow::bail!("connection closed by broker"),
             Ok(n) => {
-                c.buf.extend_from_slice(&scratch[..n]);
+                buf.extend_from_slice(&scratch[..n]);
                 if n < scratch.len() {
                     return Ok(());
                 }
