@@ -12,7 +12,7 @@ DURATION=${DURATION:-10}
 ARGS=${ARGS:--x 1 -y 1 -s 16}
 cargo build --release -q -p ottermq -p ottermq-perf
 [ -x .venv-test/bin/python ] || bash scripts/test.sh --deps-only
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+source tests/lib.sh   # free_port
 WORK=$(mktemp -d)
 OTLP_PORT=$(free_port)
 .venv-test/bin/python tests/tracing/otlp_sink.py "$OTLP_PORT" "$WORK/spans" >"$WORK/sink.log" 2>&1 &

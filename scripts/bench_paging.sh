@@ -11,7 +11,7 @@ N=${N:-1000000}
 BIN=${BIN:-target/release/ottermq}
 PERF=${PERF:-target/release/ottermq-perf}
 [ "$BIN" = target/release/ottermq ] && cargo build --release -q -p ottermq -p ottermq-perf
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source tests/lib.sh   # free_port
 AMQP=$(free_port)
 HTTP=$(free_port)
 DATA=$(mktemp -d)

@@ -15,7 +15,7 @@ SECS=${SECS:-25}
 DATA=$(mktemp -d)
 PID=
 trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source tests/lib.sh   # free_port
 AMQP=$(free_port)
 HTTP=$(free_port)
 start() {

@@ -25,7 +25,7 @@ cleanup() {
   rm -rf "$DATA"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source tests/lib.sh   # free_port
 kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Seconds until queue $2 on port $1 holds N messages (passive declare), polling.
 wait_depth() {
